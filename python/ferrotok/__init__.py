@@ -1,0 +1,13 @@
+"""ferrotok: fast, exact tokenizers with a Rust core.
+
+>>> import ferrotok
+>>> enc = ferrotok.get_encoding("cl100k_base")
+>>> ids = enc.encode("hello world")  # numpy uint32 array
+>>> enc.decode(ids)
+'hello world'
+"""
+
+from ._core import __version__
+from .encoding import Encoding, get_encoding, list_encodings
+
+__all__ = ["Encoding", "__version__", "get_encoding", "list_encodings"]

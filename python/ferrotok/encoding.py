@@ -1,0 +1,250 @@
+"""Byte-level BPE encodings with tiktoken's semantics and numpy outputs."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _core
+
+__all__ = ["Encoding", "get_encoding", "list_encodings"]
+
+IdsLike = Sequence[int] | npt.NDArray[np.integer[Any]] | Any  # Any: a torch tensor
+
+
+def _repair_surrogates(text: str) -> str:
+    # Lone surrogates cannot be UTF-8 encoded. tiktoken repairs them through UTF-16: pairs
+    # become the character they encode, lone halves become U+FFFD. Do the same.
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def _as_ids(ids: IdsLike) -> npt.NDArray[np.int64]:
+    """Token ids from a list, any integer numpy array or a torch tensor, as int64."""
+    if hasattr(ids, "detach") and hasattr(ids, "cpu"):  # torch.Tensor, without importing torch
+        ids = ids.detach().cpu().numpy()
+    arr = np.asarray(ids)
+    if arr.size == 0:
+        return np.empty(0, dtype=np.int64)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"token ids must be integers, got an array of dtype {arr.dtype}")
+    if arr.ndim != 1:
+        raise ValueError(f"token ids must be one-dimensional, got shape {arr.shape}")
+    if arr.dtype == np.uint64 and arr.max() > np.iinfo(np.int64).max:
+        raise ValueError(f"token id {int(arr.max())} is not in the vocabulary")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+class Encoding:
+    """A byte-level BPE encoding: gives the same ids as tiktoken, as numpy arrays.
+
+    Get an embedded one with :func:`get_encoding`, or load a rank file with
+    :meth:`Encoding.from_tiktoken`. An ``Encoding`` is immutable: share it between threads,
+    pickle it, use it after ``fork``.
+
+    >>> enc = get_encoding("o200k_base")
+    >>> enc.encode("hello world").tolist()
+    [24912, 2375]
+    >>> enc.decode([24912, 2375])
+    'hello world'
+    """
+
+    __slots__ = ("_all_special", "_core", "_embedded", "_special", "name")
+
+    def __init__(self, core: _core.CoreBPE, name: str, *, embedded: bool = False) -> None:
+        self._core = core
+        self.name = name
+        self._embedded = embedded
+        self._special: dict[str, int] = dict(core.special_tokens())
+        self._all_special = list(self._special)
+
+    # -- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def from_tiktoken(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        pattern: str,
+        special_tokens: Mapping[str, int] | None = None,
+        name: str | None = None,
+    ) -> Encoding:
+        """Loads a ``.tiktoken`` rank file (``base64-token rank`` per line).
+
+        ``pattern`` is the split regex, or the name of an embedded encoding to use its pattern.
+        Errors name the file and line: ``FileNotFoundError`` for a missing file, ``ValueError``
+        for bad base64, a bad rank, duplicate tokens or ranks.
+
+        >>> enc = Encoding.from_tiktoken("my.tiktoken", pattern="cl100k_base",
+        ...                              special_tokens={"<|endoftext|>": 100257})  # doctest: +SKIP
+        """
+        if pattern in _core.embedded_encodings():
+            pattern = _core.CoreBPE.embedded(pattern).pattern
+        specials = list((special_tokens or {}).items())
+        core = _core.CoreBPE.from_tiktoken(os.fspath(path), pattern, specials)
+        return cls(core, name if name is not None else os.path.basename(os.fspath(path)))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self._embedded:
+            return (get_encoding, (self.name,))
+        return (_from_compact, (self.name, self._core.to_compact(), self.pattern, self._special))
+
+    def __repr__(self) -> str:
+        return f"<Encoding {self.name!r} n_vocab={self.n_vocab}>"
+
+    # -- properties ---------------------------------------------------------------------------
+
+    @property
+    def pattern(self) -> str:
+        """The split pattern (a regex)."""
+        return self._core.pattern
+
+    @property
+    def n_vocab(self) -> int:
+        """One past the largest token id, special tokens included."""
+        return self._core.n_vocab
+
+    @property
+    def max_token_value(self) -> int:
+        """The largest token id."""
+        return self._core.n_vocab - 1
+
+    @property
+    def eot_token(self) -> int:
+        """The id of ``<|endoftext|>``."""
+        return self._special["<|endoftext|>"]
+
+    @property
+    def special_tokens_set(self) -> set[str]:
+        """The special tokens' strings."""
+        return set(self._special)
+
+    @property
+    def special_tokens(self) -> dict[str, int]:
+        """Special token string -> id."""
+        return dict(self._special)
+
+    def token_byte_values(self) -> list[bytes]:
+        """The bytes of every mergeable token, in id order."""
+        return self._core.token_byte_values()
+
+    # -- encoding -----------------------------------------------------------------------------
+
+    def encode_ordinary(self, text: str) -> npt.NDArray[np.uint32]:
+        """Encodes ``text``, treating special tokens as ordinary text.
+
+        >>> get_encoding("gpt2").encode_ordinary("<|endoftext|>").tolist()
+        [27, 91, 437, 1659, 5239, 91, 29]
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"encode_ordinary() expects str, got {type(text).__name__}")
+        try:
+            return self._core.encode_ordinary(text)
+        except UnicodeEncodeError:
+            return self._core.encode_ordinary(_repair_surrogates(text))
+
+    def encode(
+        self,
+        text: str,
+        *,
+        allowed_special: Literal["all"] | Collection[str] = frozenset(),
+        disallowed_special: Literal["all"] | Collection[str] = "all",
+    ) -> npt.NDArray[np.uint32]:
+        """Encodes ``text`` with tiktoken's handling of special tokens.
+
+        Special tokens in ``allowed_special`` become their ids; one in ``disallowed_special``
+        (by default: every special token not allowed) raises ``ValueError`` naming it.
+
+        >>> enc = get_encoding("cl100k_base")
+        >>> enc.encode("hi<|endoftext|>", allowed_special="all").tolist()
+        [6151, 100257]
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"encode() expects str, got {type(text).__name__}")
+        allowed = self._all_special if allowed_special == "all" else list(allowed_special)
+        if disallowed_special == "all":
+            disallowed = [t for t in self._all_special if t not in allowed] if allowed else self._all_special
+        else:
+            disallowed = list(disallowed_special)
+        try:
+            return self._core.encode(text, allowed, disallowed)
+        except UnicodeEncodeError:
+            return self._core.encode(_repair_surrogates(text), allowed, disallowed)
+
+    def split(self, text: str) -> list[str]:
+        """The pieces that the split pattern cuts ``text`` into (before merging)."""
+        return self._core.split(text)
+
+    # -- decoding -----------------------------------------------------------------------------
+
+    def decode_bytes(self, ids: IdsLike) -> bytes:
+        """The bytes of ``ids`` concatenated. An unknown id raises ``ValueError`` naming it."""
+        return self._core.decode_bytes(_as_ids(ids))
+
+    def decode(self, ids: IdsLike, errors: str = "replace") -> str:
+        """Decodes ``ids`` to text.
+
+        A token need not be whole UTF-8 (one character can span tokens), so decoding is lossy
+        where ``ids`` cut a character: with ``errors="replace"`` (the default) such bytes
+        become U+FFFD; ``errors="strict"`` raises ``UnicodeDecodeError`` instead.
+
+        >>> get_encoding("o200k_base").decode([24912, 2375])
+        'hello world'
+        """
+        return self._core.decode_bytes(_as_ids(ids)).decode("utf-8", errors=errors)
+
+    def decode_single_token_bytes(self, token: int) -> bytes:
+        """The bytes of one token."""
+        return self._core.token_bytes(int(token))
+
+    def decode_tokens_bytes(self, ids: IdsLike) -> list[bytes]:
+        """The bytes of each token of ``ids``."""
+        return self._core.tokens_bytes(_as_ids(ids))
+
+    def encode_single_token(self, text_or_bytes: str | bytes) -> int:
+        """The id of the single token with exactly this text (a special token or a mergeable one)."""
+        if isinstance(text_or_bytes, str):
+            if text_or_bytes in self._special:
+                return self._special[text_or_bytes]
+            text_or_bytes = text_or_bytes.encode("utf-8")
+        token = self._core.token_id(bytes(text_or_bytes))
+        if token is None:
+            raise KeyError(text_or_bytes)
+        return token
+
+
+def _from_compact(name: str, data: bytes, pattern: str, special_tokens: Mapping[str, int]) -> Encoding:
+    return Encoding(_core.CoreBPE.from_compact(data, pattern, list(special_tokens.items())), name)
+
+
+_cache: dict[str, Encoding] = {}
+_cache_lock = threading.Lock()
+
+
+def list_encodings() -> list[str]:
+    """Names of the encodings embedded in the package.
+
+    >>> list_encodings()
+    ['gpt2', 'r50k_base', 'cl100k_base', 'o200k_base']
+    """
+    return list(_core.embedded_encodings())
+
+
+def get_encoding(name: str) -> Encoding:
+    """An embedded encoding by name (loaded once, then cached); no file or network access.
+
+    An unknown name raises ``ValueError`` listing the known ones.
+    """
+    enc = _cache.get(name)
+    if enc is None:
+        with _cache_lock:
+            enc = _cache.get(name)
+            if enc is None:
+                enc = _cache[name] = Encoding(_core.CoreBPE.embedded(name), name, embedded=True)
+    return enc
+
+

@@ -1,0 +1,120 @@
+//! The byte-pair merge of one piece, with tiktoken's semantics: start from single bytes and
+//! repeatedly merge the adjacent pair whose concatenation has the lowest rank, the leftmost
+//! pair on ties, until no adjacent pair is a token.
+//!
+//! Two implementations of the same rule:
+//! - [`merge_small`]: a flat array scanned for the minimum on each step, O(n·m) for n bytes
+//!   and m merges. For the short pieces that make up almost all text it beats anything with
+//!   a heap, and it allocates nothing (the scratch vector is reused).
+//! - [`merge_large`]: a linked list of parts plus a binary heap of candidate pairs ordered
+//!   by (rank, start), so each merge costs O(log n) and a piece of n bytes O(n log n). Stale
+//!   heap entries are skipped by checking them against the part's current pair rank.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use crate::vocab::{Rank, Vocab};
+
+/// Pieces longer than this take the heap path.
+pub const SMALL_PIECE_MAX: usize = 96;
+
+const NONE: Rank = Rank::MAX;
+
+/// One part of a piece during the merge: where it starts, its token id, and the rank of the
+/// token that merging it with the next part would make (`NONE` if that is not a token).
+#[derive(Clone, Copy)]
+pub struct Part {
+    start: u32,
+    id: Rank,
+    pair: Rank,
+}
+
+#[inline]
+fn pair_rank(vocab: &Vocab, piece: &[u8], start: usize, end: usize) -> Rank {
+    if end - start > vocab.max_token_len() {
+        return NONE;
+    }
+    vocab.rank(&piece[start..end]).unwrap_or(NONE)
+}
+
+/// Merges `piece` (at least 2 bytes) and appends its ids to `out`. `parts` is scratch space.
+pub fn merge_small(vocab: &Vocab, piece: &[u8], parts: &mut Vec<Part>, out: &mut Vec<Rank>) {
+    let n = piece.len();
+    parts.clear();
+    parts.extend((0..n).map(|i| Part {
+        start: i as u32,
+        id: vocab.byte_rank(piece[i]),
+        pair: if i + 1 < n { pair_rank(vocab, piece, i, i + 2) } else { NONE },
+    }));
+    // end of part k (the start of the next one, or the end of the piece)
+    let end = |parts: &[Part], k: usize| parts.get(k + 1).map_or(n, |p| p.start as usize);
+    loop {
+        let mut best = NONE;
+        let mut at = 0;
+        for (k, p) in parts.iter().enumerate() {
+            if p.pair < best {
+                best = p.pair;
+                at = k;
+            }
+        }
+        if best == NONE {
+            break;
+        }
+        parts[at].id = best;
+        parts.remove(at + 1);
+        let start = parts[at].start as usize;
+        parts[at].pair = if at + 1 < parts.len() { pair_rank(vocab, piece, start, end(parts, at + 1)) } else { NONE };
+        if at > 0 {
+            let prev = parts[at - 1].start as usize;
+            parts[at - 1].pair = pair_rank(vocab, piece, prev, end(parts, at));
+        }
+    }
+    out.extend(parts.iter().map(|p| p.id));
+}
+
+/// Merges `piece` in O(n log n) and appends its ids to `out`.
+pub fn merge_large(vocab: &Vocab, piece: &[u8], out: &mut Vec<Rank>) {
+    let n = piece.len();
+    // Parts are identified by their start byte; `next[s]` is the start of the following part
+    // (n at the end), `prev[s]` the start of the preceding one (NONE at the beginning).
+    let mut next: Vec<u32> = (1..=n as u32).collect();
+    let mut prev: Vec<u32> = (0..n as u32).map(|i| i.wrapping_sub(1)).collect();
+    let mut id: Vec<Rank> = piece.iter().map(|&b| vocab.byte_rank(b)).collect();
+    let mut pair: Vec<Rank> = (0..n).map(|i| if i + 1 < n { pair_rank(vocab, piece, i, i + 2) } else { NONE }).collect();
+    let mut heap: BinaryHeap<Reverse<(Rank, u32)>> =
+        pair.iter().enumerate().filter(|(_, &r)| r != NONE).map(|(i, &r)| Reverse((r, i as u32))).collect();
+
+    while let Some(Reverse((rank, s))) = heap.pop() {
+        let s = s as usize;
+        if pair[s] != rank {
+            continue; // stale: the part changed or was absorbed since this entry was pushed
+        }
+        let right = next[s] as usize;
+        id[s] = rank;
+        pair[right] = NONE;
+        next[s] = next[right];
+        let after = next[s] as usize;
+        if after < n {
+            prev[after] = s as u32;
+            pair[s] = pair_rank(vocab, piece, s, next[after] as usize);
+            if pair[s] != NONE {
+                heap.push(Reverse((pair[s], s as u32)));
+            }
+        } else {
+            pair[s] = NONE;
+        }
+        let p = prev[s];
+        if p != NONE {
+            let p = p as usize;
+            pair[p] = pair_rank(vocab, piece, p, after);
+            if pair[p] != NONE {
+                heap.push(Reverse((pair[p], p as u32)));
+            }
+        }
+    }
+    let mut s = 0;
+    while s < n {
+        out.push(id[s]);
+        s = next[s] as usize;
+    }
+}

@@ -1,0 +1,135 @@
+//! Byte-level BPE with tiktoken's semantics: special-token split, pre-tokenize, merge.
+
+mod merge;
+
+use crate::error::{Error, Result};
+use crate::pretok::Pretokenizer;
+use crate::special::{SpecialSet, SpecialTokens};
+use crate::vocab::{Rank, Vocab};
+
+pub use merge::SMALL_PIECE_MAX;
+
+/// A byte-level BPE encoding: mergeable vocabulary, split pattern and special tokens.
+/// Immutable once built, so one value can serve any number of threads.
+#[derive(Clone)]
+pub struct Bpe {
+    vocab: Vocab,
+    pretok: Pretokenizer,
+    specials: SpecialTokens,
+    n_vocab: usize,
+}
+
+impl Bpe {
+    /// Builds an encoding. Special-token ids must not collide with mergeable ones.
+    pub fn new(vocab: Vocab, pattern: &str, specials: Vec<(String, Rank)>, origin: &str) -> Result<Self> {
+        for (text, id) in &specials {
+            if vocab.token(*id).is_some() {
+                return Err(Error::invalid(origin, format!("special token {text:?} has id {id}, which is already a mergeable token")));
+            }
+        }
+        let specials = SpecialTokens::new(specials, origin)?;
+        let n_vocab = vocab.n_ids().max(specials.max_id().map_or(0, |m| m as usize + 1));
+        Ok(Bpe { vocab, pretok: Pretokenizer::new(pattern)?, specials, n_vocab })
+    }
+
+    /// The mergeable vocabulary.
+    pub fn vocab(&self) -> &Vocab {
+        &self.vocab
+    }
+
+    /// The special tokens.
+    pub fn specials(&self) -> &SpecialTokens {
+        &self.specials
+    }
+
+    /// The split pattern.
+    pub fn pattern(&self) -> &str {
+        self.pretok.pattern()
+    }
+
+    /// The pre-tokenizer.
+    pub fn pretokenizer(&self) -> &Pretokenizer {
+        &self.pretok
+    }
+
+    /// One past the largest id, special tokens included.
+    pub fn n_vocab(&self) -> usize {
+        self.n_vocab
+    }
+
+    /// Encodes `text` ignoring special tokens (they are encoded as ordinary text).
+    pub fn encode_ordinary(&self, text: &str) -> Result<Vec<Rank>> {
+        let mut out = Vec::with_capacity(text.len() / 4 + 4);
+        self.encode_ordinary_into(text, &mut out)?;
+        Ok(out)
+    }
+
+    /// Appends the ids of `text` (no special tokens) to `out`.
+    pub fn encode_ordinary_into(&self, text: &str, out: &mut Vec<Rank>) -> Result<()> {
+        let mut parts = Vec::new();
+        self.pretok.for_each_piece(text, |piece| self.encode_piece(piece.as_bytes(), &mut parts, out))
+    }
+
+    /// Appends the ids of one pre-tokenized piece to `out`.
+    #[inline]
+    pub fn encode_piece(&self, piece: &[u8], parts: &mut Vec<merge::Part>, out: &mut Vec<Rank>) {
+        if let Some(id) = self.vocab.rank(piece) {
+            out.push(id);
+        } else if piece.len() <= SMALL_PIECE_MAX {
+            merge::merge_small(&self.vocab, piece, parts, out);
+        } else {
+            merge::merge_large(&self.vocab, piece, out);
+        }
+    }
+
+    /// Encodes `text`, turning the special tokens in `allowed` into their ids and failing on
+    /// the first special token in `disallowed` (tiktoken's `encode`: a token in both sets is
+    /// an error; callers pass "all but the allowed" for tiktoken's default).
+    pub fn encode(&self, text: &str, allowed: &SpecialSet, disallowed: &SpecialSet) -> Result<Vec<Rank>> {
+        let mut out = Vec::with_capacity(text.len() / 4 + 4);
+        let mut start = 0;
+        let mut from = 0;
+        loop {
+            // The next allowed special token; matches that are not allowed are skipped one
+            // byte at a time so that an allowed token overlapping them is still found.
+            let mut next = None;
+            while let Some(m) = self.specials.find(text, from) {
+                if disallowed.contains(m.index) {
+                    let token = self.specials.tokens()[m.index].0.clone();
+                    return Err(Error::DisallowedSpecial { token, pos: text[..m.start].chars().count() });
+                }
+                if allowed.contains(m.index) {
+                    next = Some(m);
+                    break;
+                }
+                from = m.start + 1;
+            }
+            let end = next.map_or(text.len(), |m| m.start);
+            self.encode_ordinary_into(&text[start..end], &mut out)?;
+            match next {
+                Some(m) => {
+                    out.push(self.specials.tokens()[m.index].1);
+                    start = m.end;
+                    from = m.end;
+                }
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// The bytes of token `id` (mergeable or special).
+    #[inline]
+    pub fn token_bytes(&self, id: Rank) -> Option<&[u8]> {
+        self.vocab.token(id).or_else(|| self.specials.bytes_of(id))
+    }
+
+    /// Concatenated bytes of `ids`; an unknown id is an error naming it.
+    pub fn decode_bytes(&self, ids: impl IntoIterator<Item = i64>) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        for id in ids {
+            let tok = u32::try_from(id).ok().and_then(|i| self.token_bytes(i));
+            out.extend_from_slice(tok.ok_or(Error::UnknownId { id, n_vocab: self.n_vocab })?);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,18 @@
+//! ferrotok: fast, exact tokenizers. The core knows nothing of Python; the binding layer
+//! (`py`, behind the `python` feature) is the only place that does.
+
+pub mod bpe;
+pub mod error;
+pub mod pretok;
+pub mod registry;
+pub mod special;
+pub mod vocab;
+
+#[cfg(feature = "python")]
+mod py;
+
+pub use bpe::Bpe;
+pub use error::{Error, Result};
+pub use pretok::Pretokenizer;
+pub use special::{SpecialSet, SpecialTokens};
+pub use vocab::{Rank, Vocab};

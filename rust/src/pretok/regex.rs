@@ -1,0 +1,38 @@
+//! The general pre-tokenizer: any split pattern through fancy-regex.
+
+use crate::error::{Error, Result};
+
+/// A compiled split pattern.
+#[derive(Clone, Debug)]
+pub struct RegexSplit {
+    pattern: String,
+    regex: fancy_regex::Regex,
+}
+
+impl RegexSplit {
+    /// Compiles `pattern`. The backtracking limit is lifted: the official patterns backtrack
+    /// once per character of a long whitespace run (`\s*[\r\n]` on a megabyte of spaces),
+    /// which is linear, and the default limit would turn such input into an error.
+    pub fn new(pattern: &str) -> Result<Self> {
+        let regex = fancy_regex::RegexBuilder::new(pattern)
+            .backtrack_limit(usize::MAX)
+            .build()
+            .map_err(|e| Error::Pattern(e.to_string()))?;
+        Ok(RegexSplit { pattern: pattern.to_string(), regex })
+    }
+
+    pub fn pattern(&self) -> &str {
+        &self.pattern
+    }
+
+    pub fn for_each_piece(&self, text: &str, mut f: impl FnMut(&str)) -> Result<()> {
+        for m in self.regex.find_iter(text) {
+            let m = m.map_err(|e| Error::Split { pos: 0, msg: e.to_string() })?;
+            // An empty match carries no text and BPE has nothing to do with it.
+            if !m.as_str().is_empty() {
+                f(m.as_str());
+            }
+        }
+        Ok(())
+    }
+}
