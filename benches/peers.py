@@ -17,6 +17,10 @@ Ids come back in each library's native container (list, numpy array), because
 converting would be charged to the peer's time; compare with ``list(a) == list(b)``.
 Batch encoders use the library's own parallelism (rayon pools honour
 ``RAYON_NUM_THREADS``; tiktoken gets ``os.cpu_count()`` threads).
+
+gigatoken, splintr, fastokens and tokenizers keep per-piece caches that persist
+across calls, so a second pass over the same documents is faster (gigatoken's
+several-fold): time a first pass on a freshly built peer, or report both.
 """
 
 from __future__ import annotations
@@ -122,20 +126,29 @@ def build_peer(peer: str, encoding: str, rank_file: Path) -> Peer:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise PeerUnavailable(f"{module_name} is not installed: {exc}") from exc
-    return builder(module, encoding, Path(rank_file))
+    try:
+        return builder(module, encoding, Path(rank_file))
+    except PeerUnavailable:
+        raise
+    except Exception as exc:  # a version that rejects our pattern or file cannot do this encoding
+        raise PeerUnavailable(f"{peer} failed to build {encoding}: {exc!r}") from exc
+
+
+_GZIP_MAGIC = b"\x1f\x8b"
 
 
 def _read_rank_bytes(path: Path) -> bytes:
     raw = Path(path).read_bytes()
-    return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+    return gzip.decompress(raw) if raw.startswith(_GZIP_MAGIC) else raw
 
 
 def _plain_rank_file(path: Path) -> Path:
-    """An uncompressed copy of ``path``: gigatoken and fastokens take only a path
-    and cannot read gzip. Cached in the temp dir, keyed by content hash."""
-    data = _read_rank_bytes(path)
-    if data == Path(path).read_bytes():
+    """``path`` itself, or an uncompressed copy of it in the temp dir (keyed by
+    content hash): gigatoken and fastokens take only a path and cannot read gzip."""
+    raw = Path(path).read_bytes()
+    if not raw.startswith(_GZIP_MAGIC):
         return Path(path)
+    data = gzip.decompress(raw)
     digest = hashlib.sha256(data).hexdigest()[:16]
     out = Path(tempfile.gettempdir()) / "ferrotok-bench-ranks" / f"{digest}.tiktoken"
     if not out.exists():
@@ -262,7 +275,8 @@ def _splintr(splintr: Any, encoding: str, rank_file: Path) -> Peer:
 
 def _bpe_openai(bpe_openai: Any, encoding: str, rank_file: Path) -> Peer:
     # The Rust backend embeds its own cl100k/o200k tables and cannot load a
-    # rank file; r50k would go through tiktoken_ext, which downloads.
+    # rank file (the wheel's Python-side copies are checked against it below);
+    # r50k would go through tiktoken_ext, which downloads.
     from bpe_openai import _bindings, registry
 
     if encoding not in _bindings.supported_encodings():
@@ -270,7 +284,8 @@ def _bpe_openai(bpe_openai: Any, encoding: str, rank_file: Path) -> Peer:
     if registry.ENCODING_CONSTRUCTORS[encoding]()["mergeable_ranks"] != load_ranks(rank_file):
         raise PeerUnavailable(f"bpe-openai's bundled {encoding} differs from {rank_file}")
     enc = bpe_openai.get_encoding(encoding)
-    # Its batch API is a Python ThreadPoolExecutor over the single encoder.
+    # encode_ordinary refuses texts of 1M+ chars. Its batch API is a Python
+    # ThreadPoolExecutor over the single encoder (no faster than a loop here).
     return Peer(enc.encode_ordinary, lambda docs: enc.encode_ordinary_batch(docs))
 
 

@@ -12,7 +12,11 @@ pub enum Error {
     },
     /// A line of a text file could not be parsed.
     #[error("{origin}, line {line}: {msg}")]
-    Parse { origin: String, line: usize, msg: String },
+    Parse {
+        origin: String,
+        line: usize,
+        msg: String,
+    },
     /// Data that parsed but is not a valid vocabulary or configuration.
     #[error("{origin}: {msg}")]
     Invalid { origin: String, msg: String },
@@ -42,7 +46,10 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn invalid(origin: &str, msg: String) -> Self {
-        Error::Invalid { origin: origin.to_string(), msg }
+        Error::Invalid {
+            origin: origin.to_string(),
+            msg,
+        }
     }
 }
 

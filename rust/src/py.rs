@@ -41,19 +41,35 @@ impl PyBpe {
 
     /// Loads a `.tiktoken` rank file.
     #[staticmethod]
-    fn from_tiktoken(py: Python<'_>, path: PathBuf, pattern: &str, special_tokens: Vec<(String, Rank)>) -> PyResult<Self> {
+    fn from_tiktoken(
+        py: Python<'_>,
+        path: PathBuf,
+        pattern: &str,
+        special_tokens: Vec<(String, Rank)>,
+    ) -> PyResult<Self> {
         let origin = path.display().to_string();
         let inner = py
-            .detach(|| Vocab::from_tiktoken_file(&path).and_then(|v| Bpe::new(v, pattern, special_tokens, &origin)))
+            .detach(|| {
+                Vocab::from_tiktoken_file(&path)
+                    .and_then(|v| Bpe::new(v, pattern, special_tokens, &origin))
+            })
             .map_err(to_py)?;
         Ok(PyBpe { inner })
     }
 
     /// Rebuilds an encoding from `to_compact()` output (used by pickle).
     #[staticmethod]
-    fn from_compact(py: Python<'_>, data: &[u8], pattern: &str, special_tokens: Vec<(String, Rank)>) -> PyResult<Self> {
+    fn from_compact(
+        py: Python<'_>,
+        data: &[u8],
+        pattern: &str,
+        special_tokens: Vec<(String, Rank)>,
+    ) -> PyResult<Self> {
         let inner = py
-            .detach(|| Vocab::from_compact(data, "pickled encoding").and_then(|v| Bpe::new(v, pattern, special_tokens, "pickled encoding")))
+            .detach(|| {
+                Vocab::from_compact(data, "pickled encoding")
+                    .and_then(|v| Bpe::new(v, pattern, special_tokens, "pickled encoding"))
+            })
             .map_err(to_py)?;
         Ok(PyBpe { inner })
     }
@@ -79,18 +95,32 @@ impl PyBpe {
     }
 
     /// Ids of `text`, special tokens encoded as ordinary text.
-    fn encode_ordinary<'py>(&self, py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyArray1<Rank>>> {
-        let ids = py.detach(|| self.inner.encode_ordinary(text)).map_err(to_py)?;
+    fn encode_ordinary<'py>(
+        &self,
+        py: Python<'py>,
+        text: &str,
+    ) -> PyResult<Bound<'py, PyArray1<Rank>>> {
+        let ids = py
+            .detach(|| self.inner.encode_ordinary(text))
+            .map_err(to_py)?;
         Ok(PyArray1::from_vec(py, ids))
     }
 
     /// Ids of `text` with the `allowed` special tokens encoded as such; any special token in
     /// `disallowed` raises `ValueError`.
-    fn encode<'py>(&self, py: Python<'py>, text: &str, allowed: Vec<String>, disallowed: Vec<String>) -> PyResult<Bound<'py, PyArray1<Rank>>> {
+    fn encode<'py>(
+        &self,
+        py: Python<'py>,
+        text: &str,
+        allowed: Vec<String>,
+        disallowed: Vec<String>,
+    ) -> PyResult<Bound<'py, PyArray1<Rank>>> {
         let specials = self.inner.specials();
         let allowed = specials.set(allowed.iter().map(String::as_str));
         let disallowed = specials.set(disallowed.iter().map(String::as_str));
-        let ids = py.detach(|| self.inner.encode(text, &allowed, &disallowed)).map_err(to_py)?;
+        let ids = py
+            .detach(|| self.inner.encode(text, &allowed, &disallowed))
+            .map_err(to_py)?;
         Ok(PyArray1::from_vec(py, ids))
     }
 
@@ -100,9 +130,15 @@ impl PyBpe {
     }
 
     /// Concatenated bytes of `ids`.
-    fn decode_bytes<'py>(&self, py: Python<'py>, ids: PyReadonlyArray1<'py, i64>) -> PyResult<Bound<'py, PyBytes>> {
+    fn decode_bytes<'py>(
+        &self,
+        py: Python<'py>,
+        ids: PyReadonlyArray1<'py, i64>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
         let ids = ids.as_slice()?;
-        let bytes = py.detach(|| self.inner.decode_bytes(ids.iter().copied())).map_err(to_py)?;
+        let bytes = py
+            .detach(|| self.inner.decode_bytes(ids.iter().copied()))
+            .map_err(to_py)?;
         Ok(PyBytes::new(py, &bytes))
     }
 
@@ -113,13 +149,24 @@ impl PyBpe {
     }
 
     /// Bytes of each token of `ids`, as a list.
-    fn tokens_bytes<'py>(&self, py: Python<'py>, ids: PyReadonlyArray1<'py, i64>) -> PyResult<Vec<Bound<'py, PyBytes>>> {
-        ids.as_slice()?.iter().map(|&id| self.token_bytes(py, id)).collect()
+    fn tokens_bytes<'py>(
+        &self,
+        py: Python<'py>,
+        ids: PyReadonlyArray1<'py, i64>,
+    ) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+        ids.as_slice()?
+            .iter()
+            .map(|&id| self.token_bytes(py, id))
+            .collect()
     }
 
     /// Bytes of every mergeable token, in id order.
     fn token_byte_values<'py>(&self, py: Python<'py>) -> Vec<Bound<'py, PyBytes>> {
-        self.inner.vocab().iter().map(|(_, t)| PyBytes::new(py, t)).collect()
+        self.inner
+            .vocab()
+            .iter()
+            .map(|(_, t)| PyBytes::new(py, t))
+            .collect()
     }
 
     /// Id of the mergeable token with exactly these bytes.

@@ -6,7 +6,8 @@ use crate::error::{Error, Result};
 use crate::vocab::{Rank, Vocab};
 
 /// GPT-2 / r50k_base split pattern (tiktoken's possessive form of the original).
-pub const R50K_PATTERN: &str = r"'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s";
+pub const R50K_PATTERN: &str =
+    r"'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s";
 /// cl100k_base split pattern.
 pub const CL100K_PATTERN: &str = r"'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s";
 /// o200k_base split pattern.
@@ -71,11 +72,18 @@ pub fn names() -> impl Iterator<Item = &'static str> {
 
 /// Loads embedded encoding `name`; an unknown name is an error listing the known ones.
 pub fn load(name: &str) -> Result<Bpe> {
-    let e = EMBEDDED.iter().find(|e| e.name == name).ok_or_else(|| Error::UnknownEncoding {
-        name: name.to_string(),
-        known: names().collect::<Vec<_>>().join(", "),
-    })?;
+    let e = EMBEDDED
+        .iter()
+        .find(|e| e.name == name)
+        .ok_or_else(|| Error::UnknownEncoding {
+            name: name.to_string(),
+            known: names().collect::<Vec<_>>().join(", "),
+        })?;
     let vocab = Vocab::from_compact(e.data, e.name)?;
-    let specials = e.specials.iter().map(|&(t, id)| (t.to_string(), id)).collect();
+    let specials = e
+        .specials
+        .iter()
+        .map(|&(t, id)| (t.to_string(), id))
+        .collect();
     Bpe::new(vocab, e.pattern, specials, e.name)
 }

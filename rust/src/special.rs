@@ -46,15 +46,24 @@ impl SpecialTokens {
         let mut by_text = FxHashMap::default();
         for (i, (text, id)) in tokens.iter().enumerate() {
             if text.is_empty() {
-                return Err(Error::invalid(origin, "a special token is the empty string".into()));
+                return Err(Error::invalid(
+                    origin,
+                    "a special token is the empty string".into(),
+                ));
             }
             if by_text.insert(text.clone(), i).is_some() {
-                return Err(Error::invalid(origin, format!("special token {text:?} is listed twice")));
+                return Err(Error::invalid(
+                    origin,
+                    format!("special token {text:?} is listed twice"),
+                ));
             }
             if let Some(j) = by_id.insert(*id, i) {
                 return Err(Error::invalid(
                     origin,
-                    format!("special tokens {:?} and {text:?} share id {id}", tokens[j].0),
+                    format!(
+                        "special tokens {:?} and {text:?} share id {id}",
+                        tokens[j].0
+                    ),
                 ));
             }
         }
@@ -68,7 +77,12 @@ impl SpecialTokens {
                 .map_err(|e| Error::invalid(origin, format!("special tokens: {e}")))?;
             Some(ac)
         };
-        Ok(SpecialTokens { tokens, by_id, by_text, automaton })
+        Ok(SpecialTokens {
+            tokens,
+            by_id,
+            by_text,
+            automaton,
+        })
     }
 
     /// `(text, id)` of every special token, in the order given.
@@ -114,6 +128,10 @@ impl SpecialTokens {
     pub fn find(&self, text: &str, from: usize) -> Option<SpecialMatch> {
         let ac = self.automaton.as_ref()?;
         let m = ac.find(Input::new(text).span(from..text.len()))?;
-        Some(SpecialMatch { start: m.start(), end: m.end(), index: m.pattern().as_usize() })
+        Some(SpecialMatch {
+            start: m.start(),
+            end: m.end(),
+            index: m.pattern().as_usize(),
+        })
     }
 }

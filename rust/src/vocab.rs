@@ -47,7 +47,11 @@ impl Vocab {
     ///
     /// Complexity: O(total token bytes + number of ids).
     pub fn from_pairs(pairs: Vec<(Vec<u8>, Rank)>, origin: &str) -> Result<Self> {
-        let n_ids = pairs.iter().map(|&(_, r)| r as usize + 1).max().unwrap_or(0);
+        let n_ids = pairs
+            .iter()
+            .map(|&(_, r)| r as usize + 1)
+            .max()
+            .unwrap_or(0);
         let mut slot: Vec<Option<usize>> = vec![None; n_ids];
         for (i, (tok, rank)) in pairs.iter().enumerate() {
             if tok.is_empty() {
@@ -80,16 +84,26 @@ impl Vocab {
             }
             max_token_len = max_token_len.max(tok.len());
             let h = hash_bytes(tok);
-            let get = |&r: &Rank| &bytes[starts[r as usize] as usize..starts[r as usize + 1] as usize];
+            let get =
+                |&r: &Rank| &bytes[starts[r as usize] as usize..starts[r as usize + 1] as usize];
             if let Some(&other) = index.find(h, |r| get(r) == tok) {
                 return Err(Error::invalid(
                     origin,
-                    format!("duplicate token {:?} (ids {other} and {id})", tok.escape_ascii().to_string()),
+                    format!(
+                        "duplicate token {:?} (ids {other} and {id})",
+                        tok.escape_ascii().to_string()
+                    ),
                 ));
             }
             index.insert_unique(h, id as Rank, |r| hash_bytes(get(r)));
         }
-        let mut vocab = Vocab { bytes, starts, index, byte_ids: [0; 256], max_token_len };
+        let mut vocab = Vocab {
+            bytes,
+            starts,
+            index,
+            byte_ids: [0; 256],
+            max_token_len,
+        };
         for b in 0..=255u8 {
             vocab.byte_ids[b as usize] = vocab.rank(&[b]).ok_or_else(|| {
                 Error::invalid(origin, format!("the vocabulary has no token for the single byte 0x{b:02x}; byte-level BPE needs all 256"))
@@ -106,9 +120,14 @@ impl Vocab {
             if line.is_empty() {
                 continue;
             }
-            let at = |msg: String| Error::Parse { origin: origin.to_string(), line: lineno + 1, msg };
+            let at = |msg: String| Error::Parse {
+                origin: origin.to_string(),
+                line: lineno + 1,
+                msg,
+            };
             let mut fields = line.split(|&b| b == b' ');
-            let (Some(tok), Some(rank), None) = (fields.next(), fields.next(), fields.next()) else {
+            let (Some(tok), Some(rank), None) = (fields.next(), fields.next(), fields.next())
+            else {
                 return Err(at("expected `<base64 token> <rank>`".into()));
             };
             let tok = base64::engine::general_purpose::STANDARD
@@ -130,7 +149,10 @@ impl Vocab {
     /// Reads a `.tiktoken` rank file.
     pub fn from_tiktoken_file(path: &Path) -> Result<Self> {
         let origin = path.display().to_string();
-        let data = std::fs::read(path).map_err(|source| Error::Io { path: origin.clone(), source })?;
+        let data = std::fs::read(path).map_err(|source| Error::Io {
+            path: origin.clone(),
+            source,
+        })?;
         Self::from_tiktoken_bytes(&data, &origin)
     }
 
@@ -138,9 +160,14 @@ impl Vocab {
     ///
     /// Complexity: one pass over the data plus one hash insert per token.
     pub fn from_compact(data: &[u8], origin: &str) -> Result<Self> {
-        let bad = |what: &str| Error::invalid(origin, format!("corrupt compact vocabulary: {what}"));
-        let rest = data.strip_prefix(COMPACT_MAGIC).ok_or_else(|| bad("wrong magic"))?;
-        let (n, mut rest) = rest.split_first_chunk::<4>().ok_or_else(|| bad("truncated header"))?;
+        let bad =
+            |what: &str| Error::invalid(origin, format!("corrupt compact vocabulary: {what}"));
+        let rest = data
+            .strip_prefix(COMPACT_MAGIC)
+            .ok_or_else(|| bad("wrong magic"))?;
+        let (n, mut rest) = rest
+            .split_first_chunk::<4>()
+            .ok_or_else(|| bad("truncated header"))?;
         let n_ids = u32::from_le_bytes(*n) as usize;
         let mut starts = Vec::with_capacity(n_ids + 1);
         let mut total = 0u32;
@@ -148,7 +175,9 @@ impl Vocab {
             let (len, tail) = read_leb128(rest).ok_or_else(|| bad("truncated lengths"))?;
             rest = tail;
             starts.push(total);
-            total = total.checked_add(len).ok_or_else(|| bad("lengths overflow"))?;
+            total = total
+                .checked_add(len)
+                .ok_or_else(|| bad("lengths overflow"))?;
         }
         starts.push(total);
         if rest.len() != total as usize {
@@ -208,7 +237,9 @@ impl Vocab {
 
     #[inline]
     fn rank_hashed(&self, h: u64, tok: &[u8]) -> Option<Rank> {
-        self.index.find(h, |&r| self.token_unchecked(r) == tok).copied()
+        self.index
+            .find(h, |&r| self.token_unchecked(r) == tok)
+            .copied()
     }
 
     /// The id of the one-byte token `b`.
@@ -236,6 +267,15 @@ impl Vocab {
     /// All `(id, bytes)` pairs in id order.
     pub fn iter(&self) -> impl Iterator<Item = (Rank, &[u8])> + '_ {
         (0..self.n_ids() as Rank).filter_map(|id| self.token(id).map(|t| (id, t)))
+    }
+}
+
+impl std::fmt::Debug for Vocab {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vocab")
+            .field("tokens", &self.len())
+            .field("n_ids", &self.n_ids())
+            .finish()
     }
 }
 
@@ -283,19 +323,35 @@ mod tests {
     #[test]
     fn tiktoken_errors_name_the_line() {
         let mut text: String = (0..=255u8)
-            .map(|b| format!("{} {b}\n", base64::engine::general_purpose::STANDARD.encode([b])))
+            .map(|b| {
+                format!(
+                    "{} {b}\n",
+                    base64::engine::general_purpose::STANDARD.encode([b])
+                )
+            })
             .collect();
         assert!(Vocab::from_tiktoken_bytes(text.as_bytes(), "f").is_ok());
         text.push_str("!!! 256\n");
-        let err = Vocab::from_tiktoken_bytes(text.as_bytes(), "f").unwrap_err().to_string();
-        assert!(err.contains("f, line 257") && err.contains("base64"), "{err}");
+        let err = Vocab::from_tiktoken_bytes(text.as_bytes(), "f")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("f, line 257") && err.contains("base64"),
+            "{err}"
+        );
         let dup = "YQ== 1\nYQ== 2\n";
-        let err = Vocab::from_tiktoken_bytes(dup.as_bytes(), "f").unwrap_err().to_string();
+        let err = Vocab::from_tiktoken_bytes(dup.as_bytes(), "f")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("duplicate token"), "{err}");
         let dup = "YQ== 1\nYg== 1\n";
-        let err = Vocab::from_tiktoken_bytes(dup.as_bytes(), "f").unwrap_err().to_string();
+        let err = Vocab::from_tiktoken_bytes(dup.as_bytes(), "f")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("duplicate rank 1"), "{err}");
-        let err = Vocab::from_tiktoken_bytes(b"YQ== x\n", "f").unwrap_err().to_string();
+        let err = Vocab::from_tiktoken_bytes(b"YQ== x\n", "f")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 1") && err.contains("bad rank"), "{err}");
     }
 }

@@ -44,7 +44,11 @@ pub fn merge_small(vocab: &Vocab, piece: &[u8], parts: &mut Vec<Part>, out: &mut
     parts.extend((0..n).map(|i| Part {
         start: i as u32,
         id: vocab.byte_rank(piece[i]),
-        pair: if i + 1 < n { pair_rank(vocab, piece, i, i + 2) } else { NONE },
+        pair: if i + 1 < n {
+            pair_rank(vocab, piece, i, i + 2)
+        } else {
+            NONE
+        },
     }));
     // end of part k (the start of the next one, or the end of the piece)
     let end = |parts: &[Part], k: usize| parts.get(k + 1).map_or(n, |p| p.start as usize);
@@ -63,7 +67,11 @@ pub fn merge_small(vocab: &Vocab, piece: &[u8], parts: &mut Vec<Part>, out: &mut
         parts[at].id = best;
         parts.remove(at + 1);
         let start = parts[at].start as usize;
-        parts[at].pair = if at + 1 < parts.len() { pair_rank(vocab, piece, start, end(parts, at + 1)) } else { NONE };
+        parts[at].pair = if at + 1 < parts.len() {
+            pair_rank(vocab, piece, start, end(parts, at + 1))
+        } else {
+            NONE
+        };
         if at > 0 {
             let prev = parts[at - 1].start as usize;
             parts[at - 1].pair = pair_rank(vocab, piece, prev, end(parts, at));
@@ -80,9 +88,21 @@ pub fn merge_large(vocab: &Vocab, piece: &[u8], out: &mut Vec<Rank>) {
     let mut next: Vec<u32> = (1..=n as u32).collect();
     let mut prev: Vec<u32> = (0..n as u32).map(|i| i.wrapping_sub(1)).collect();
     let mut id: Vec<Rank> = piece.iter().map(|&b| vocab.byte_rank(b)).collect();
-    let mut pair: Vec<Rank> = (0..n).map(|i| if i + 1 < n { pair_rank(vocab, piece, i, i + 2) } else { NONE }).collect();
-    let mut heap: BinaryHeap<Reverse<(Rank, u32)>> =
-        pair.iter().enumerate().filter(|(_, &r)| r != NONE).map(|(i, &r)| Reverse((r, i as u32))).collect();
+    let mut pair: Vec<Rank> = (0..n)
+        .map(|i| {
+            if i + 1 < n {
+                pair_rank(vocab, piece, i, i + 2)
+            } else {
+                NONE
+            }
+        })
+        .collect();
+    let mut heap: BinaryHeap<Reverse<(Rank, u32)>> = pair
+        .iter()
+        .enumerate()
+        .filter(|(_, &r)| r != NONE)
+        .map(|(i, &r)| Reverse((r, i as u32)))
+        .collect();
 
     while let Some(Reverse((rank, s))) = heap.pop() {
         let s = s as usize;

@@ -21,15 +21,32 @@ pub struct Bpe {
 
 impl Bpe {
     /// Builds an encoding. Special-token ids must not collide with mergeable ones.
-    pub fn new(vocab: Vocab, pattern: &str, specials: Vec<(String, Rank)>, origin: &str) -> Result<Self> {
+    pub fn new(
+        vocab: Vocab,
+        pattern: &str,
+        specials: Vec<(String, Rank)>,
+        origin: &str,
+    ) -> Result<Self> {
         for (text, id) in &specials {
             if vocab.token(*id).is_some() {
-                return Err(Error::invalid(origin, format!("special token {text:?} has id {id}, which is already a mergeable token")));
+                return Err(Error::invalid(
+                    origin,
+                    format!(
+                        "special token {text:?} has id {id}, which is already a mergeable token"
+                    ),
+                ));
             }
         }
         let specials = SpecialTokens::new(specials, origin)?;
-        let n_vocab = vocab.n_ids().max(specials.max_id().map_or(0, |m| m as usize + 1));
-        Ok(Bpe { vocab, pretok: Pretokenizer::new(pattern)?, specials, n_vocab })
+        let n_vocab = vocab
+            .n_ids()
+            .max(specials.max_id().map_or(0, |m| m as usize + 1));
+        Ok(Bpe {
+            vocab,
+            pretok: Pretokenizer::new(pattern)?,
+            specials,
+            n_vocab,
+        })
     }
 
     /// The mergeable vocabulary.
@@ -67,7 +84,9 @@ impl Bpe {
     /// Appends the ids of `text` (no special tokens) to `out`.
     pub fn encode_ordinary_into(&self, text: &str, out: &mut Vec<Rank>) -> Result<()> {
         let mut parts = Vec::new();
-        self.pretok.for_each_piece(text, |piece| self.encode_piece(piece.as_bytes(), &mut parts, out))
+        self.pretok.for_each_piece(text, |piece| {
+            self.encode_piece(piece.as_bytes(), &mut parts, out)
+        })
     }
 
     /// Appends the ids of one pre-tokenized piece to `out`.
@@ -85,7 +104,12 @@ impl Bpe {
     /// Encodes `text`, turning the special tokens in `allowed` into their ids and failing on
     /// the first special token in `disallowed` (tiktoken's `encode`: a token in both sets is
     /// an error; callers pass "all but the allowed" for tiktoken's default).
-    pub fn encode(&self, text: &str, allowed: &SpecialSet, disallowed: &SpecialSet) -> Result<Vec<Rank>> {
+    pub fn encode(
+        &self,
+        text: &str,
+        allowed: &SpecialSet,
+        disallowed: &SpecialSet,
+    ) -> Result<Vec<Rank>> {
         let mut out = Vec::with_capacity(text.len() / 4 + 4);
         let mut start = 0;
         let mut from = 0;
@@ -96,7 +120,10 @@ impl Bpe {
             while let Some(m) = self.specials.find(text, from) {
                 if disallowed.contains(m.index) {
                     let token = self.specials.tokens()[m.index].0.clone();
-                    return Err(Error::DisallowedSpecial { token, pos: text[..m.start].chars().count() });
+                    return Err(Error::DisallowedSpecial {
+                        token,
+                        pos: text[..m.start].chars().count(),
+                    });
                 }
                 if allowed.contains(m.index) {
                     next = Some(m);
@@ -128,7 +155,10 @@ impl Bpe {
         let mut out = Vec::new();
         for id in ids {
             let tok = u32::try_from(id).ok().and_then(|i| self.token_bytes(i));
-            out.extend_from_slice(tok.ok_or(Error::UnknownId { id, n_vocab: self.n_vocab })?);
+            out.extend_from_slice(tok.ok_or(Error::UnknownId {
+                id,
+                n_vocab: self.n_vocab,
+            })?);
         }
         Ok(out)
     }

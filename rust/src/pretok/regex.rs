@@ -18,16 +18,22 @@ impl RegexSplit {
             .backtrack_limit(usize::MAX)
             .build()
             .map_err(|e| Error::Pattern(e.to_string()))?;
-        Ok(RegexSplit { pattern: pattern.to_string(), regex })
+        Ok(RegexSplit {
+            pattern: pattern.to_string(),
+            regex,
+        })
     }
 
     pub fn pattern(&self) -> &str {
         &self.pattern
     }
 
-    pub fn for_each_piece(&self, text: &str, mut f: impl FnMut(&str)) -> Result<()> {
+    pub fn for_each_piece<'t>(&self, text: &'t str, mut f: impl FnMut(&'t str)) -> Result<()> {
         for m in self.regex.find_iter(text) {
-            let m = m.map_err(|e| Error::Split { pos: 0, msg: e.to_string() })?;
+            let m = m.map_err(|e| Error::Split {
+                pos: 0,
+                msg: e.to_string(),
+            })?;
             // An empty match carries no text and BPE has nothing to do with it.
             if !m.as_str().is_empty() {
                 f(m.as_str());

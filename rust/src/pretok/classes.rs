@@ -1,0 +1,243 @@
+//! Character classes for the hand-written pre-tokenizers.
+//!
+//! The tables are built once per process from regex-syntax's own Unicode tables (the crate
+//! behind the regex engine that tiktoken uses), so a character is a letter here exactly
+//! when `\p{L}` matches it there. Lookup is a two-level table: `BLOCKS[cp >> 8]` picks a
+//! deduplicated 256-entry block of class bits; ASCII has its own flat table.
+
+use std::sync::OnceLock;
+
+use regex_syntax::hir::{Class, HirKind};
+
+/// `\p{L}`
+pub const L: u8 = 1;
+/// `\p{N}`
+pub const N: u8 = 2;
+/// `\s` (Unicode White_Space)
+pub const S: u8 = 4;
+/// `[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]` (o200k's "upper" letters)
+pub const U: u8 = 8;
+/// `[\p{Ll}\p{Lm}\p{Lo}\p{M}]` (o200k's "lower" letters)
+pub const W: u8 = 16;
+/// `\r` or `\n`
+pub const NL: u8 = 32;
+
+const CLASSES: [(&str, u8); 5] = [
+    (r"\p{L}", L),
+    (r"\p{N}", N),
+    (r"\s", S),
+    (r"[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]", U),
+    (r"[\p{Ll}\p{Lm}\p{Lo}\p{M}]", W),
+];
+
+struct Tables {
+    ascii: [u8; 128],
+    /// `stage1[cp >> 8]` is the index of the block holding `cp`'s bits.
+    stage1: Vec<u16>,
+    blocks: Vec<[u8; 256]>,
+}
+
+fn class_ranges(pattern: &str) -> Vec<(u32, u32)> {
+    let hir = regex_syntax::parse(pattern).expect("built-in class pattern");
+    match hir.kind() {
+        HirKind::Class(Class::Unicode(cls)) => cls
+            .ranges()
+            .iter()
+            .map(|r| (r.start() as u32, r.end() as u32))
+            .collect(),
+        _ => unreachable!("{pattern} is a Unicode class"),
+    }
+}
+
+fn build() -> Tables {
+    const N_CP: usize = 0x110000;
+    let mut dense = vec![0u8; N_CP];
+    for (pattern, bit) in CLASSES {
+        for (lo, hi) in class_ranges(pattern) {
+            for b in &mut dense[lo as usize..=hi as usize] {
+                *b |= bit;
+            }
+        }
+    }
+    dense[b'\r' as usize] |= NL;
+    dense[b'\n' as usize] |= NL;
+    let mut ascii = [0u8; 128];
+    ascii.copy_from_slice(&dense[..128]);
+    let mut blocks: Vec<[u8; 256]> = Vec::new();
+    let mut seen = rustc_hash::FxHashMap::default();
+    let stage1 = dense
+        .chunks_exact(256)
+        .map(|chunk| {
+            let block: [u8; 256] = chunk.try_into().unwrap();
+            *seen.entry(block).or_insert_with(|| {
+                blocks.push(block);
+                (blocks.len() - 1) as u16
+            })
+        })
+        .collect();
+    Tables {
+        ascii,
+        stage1,
+        blocks,
+    }
+}
+
+fn tables() -> &'static Tables {
+    static TABLES: OnceLock<Tables> = OnceLock::new();
+    TABLES.get_or_init(build)
+}
+
+/// Class bits of code point `cp`.
+#[cfg(test)]
+fn of_char(cp: u32) -> u8 {
+    let t = tables();
+    if cp < 128 {
+        t.ascii[cp as usize]
+    } else {
+        t.blocks[t.stage1[(cp >> 8) as usize] as usize][(cp & 0xff) as usize]
+    }
+}
+
+/// A cursor over UTF-8 text that classifies characters. `text` must be valid UTF-8 (it
+/// comes from a `&str`), so decoding needs no checks beyond the lead byte.
+pub struct Classifier<'t> {
+    pub bytes: &'t [u8],
+    ascii: &'static [u8; 128],
+    tables: &'static Tables,
+}
+
+impl<'t> Classifier<'t> {
+    #[inline]
+    pub fn new(text: &'t str) -> Self {
+        let tables = tables();
+        Classifier {
+            bytes: text.as_bytes(),
+            ascii: &tables.ascii,
+            tables,
+        }
+    }
+
+    /// The class bits and UTF-8 length of the character at byte `i` (`i` < len).
+    #[inline(always)]
+    pub fn at(&self, i: usize) -> (u8, usize) {
+        let b0 = self.bytes[i];
+        if b0 < 0x80 {
+            return (self.ascii[b0 as usize], 1);
+        }
+        let (cp, len) = self.decode(i);
+        let t = self.tables;
+        (
+            t.blocks[t.stage1[(cp >> 8) as usize] as usize][(cp & 0xff) as usize],
+            len,
+        )
+    }
+
+    /// The code point and UTF-8 length of the non-ASCII character at byte `i`.
+    #[inline(always)]
+    pub fn decode(&self, i: usize) -> (u32, usize) {
+        let b = self.bytes;
+        let b0 = b[i] as u32;
+        let cont = |k: usize| (b[i + k] & 0x3f) as u32;
+        if b0 < 0xe0 {
+            (((b0 & 0x1f) << 6) | cont(1), 2)
+        } else if b0 < 0xf0 {
+            (((b0 & 0x0f) << 12) | (cont(1) << 6) | cont(2), 3)
+        } else {
+            (
+                ((b0 & 0x07) << 18) | (cont(1) << 12) | (cont(2) << 6) | cont(3),
+                4,
+            )
+        }
+    }
+
+    /// The end of the run of characters, starting at `i`, whose class has any bit of `mask`.
+    #[inline(always)]
+    pub fn run_end(&self, mut i: usize, mask: u8) -> usize {
+        let n = self.bytes.len();
+        while i < n {
+            let b0 = self.bytes[i];
+            if b0 < 0x80 {
+                if self.ascii[b0 as usize] & mask == 0 {
+                    break;
+                }
+                i += 1;
+            } else {
+                let (c, len) = self.at(i);
+                if c & mask == 0 {
+                    break;
+                }
+                i += len;
+            }
+        }
+        i
+    }
+
+    /// The end of the run of characters, starting at `i`, whose class has no bit of `mask`.
+    #[inline(always)]
+    pub fn run_end_not(&self, mut i: usize, mask: u8) -> usize {
+        let n = self.bytes.len();
+        while i < n {
+            let (c, len) = self.at(i);
+            if c & mask != 0 {
+                break;
+            }
+            i += len;
+        }
+        i
+    }
+
+    /// The lower-case ASCII letter that the character at byte `i` matches case-insensitively
+    /// in the contraction alternatives, with its UTF-8 length: Unicode simple case folding
+    /// maps U+017F (long s) to `s`; every other letter of "sdmtlvre" folds only from ASCII.
+    #[inline]
+    pub fn folded_ascii(&self, i: usize) -> Option<(u8, usize)> {
+        let b0 = *self.bytes.get(i)?;
+        if b0 < 0x80 {
+            return Some((b0.to_ascii_lowercase(), 1));
+        }
+        (self.bytes[i..].starts_with("\u{17f}".as_bytes())).then_some((b's', 2))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_match_the_regex_engine() {
+        let re = |p: &str| regex::Regex::new(&format!("^{p}$")).unwrap();
+        let checks = CLASSES.map(|(p, bit)| (re(p), bit));
+        for cp in (0..0x110000u32)
+            .step_by(7)
+            .chain([0x17f, 0x212a, 0xa0, 0x3000, 0x301, 0x1f600])
+        {
+            let Some(c) = char::from_u32(cp) else {
+                continue;
+            };
+            let s = c.to_string();
+            for (r, bit) in &checks {
+                assert_eq!(
+                    r.is_match(&s),
+                    of_char(cp) & bit != 0,
+                    "U+{cp:04X} class bit {bit}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn contraction_folding_matches_the_regex_engine() {
+        let re = regex::Regex::new("^(?i:[sdmtlvre])$").unwrap();
+        for cp in 0..0x110000u32 {
+            let Some(c) = char::from_u32(cp) else {
+                continue;
+            };
+            let s = c.to_string();
+            let cl = Classifier::new(&s);
+            let ours = cl
+                .folded_ascii(0)
+                .is_some_and(|(f, _)| b"sdmtlvre".contains(&f));
+            assert_eq!(re.is_match(&s), ours, "U+{cp:04X}");
+        }
+    }
+}
