@@ -6,18 +6,22 @@
 //! hashes through the buffer, so it costs 4 bytes (plus control bytes) per token instead of
 //! an owned key per token, and builds in a few milliseconds for 200k tokens.
 //!
+//! The reverse index (bytes -> id) is [`TokenMap`], an open-addressing table tuned for the
+//! encoder's hot loop: a token of up to 8 bytes is stored *inline* in its slot as a packed
+//! `u64`, so looking it up costs one multiply and, usually, one cache line, with no memcmp
+//! and no trip to the token buffer. Longer tokens store a 64-bit hash and are confirmed
+//! against the buffer. (Replacing a general hash map with this table halved the time of the
+//! whole encoder on English text.)
+//!
 //! Two on-disk forms are read:
 //! - `.tiktoken` rank files (`base64 rank` per line), with errors naming the file and line;
 //! - the compact form (`FTOKV1`), written by [`Vocab::to_compact`]: a header, one LEB128
 //!   length per id, then the concatenated token bytes. It is what the package embeds, since
 //!   loading it is a single pass over memory with no base64 or text parsing.
 
-use std::hash::BuildHasher;
 use std::path::Path;
 
 use base64::Engine as _;
-use hashbrown::HashTable;
-use rustc_hash::FxBuildHasher;
 
 use crate::error::{Error, Result};
 
@@ -31,15 +35,10 @@ const COMPACT_MAGIC: &[u8; 8] = b"FTOKV1\0\0";
 pub struct Vocab {
     bytes: Vec<u8>,
     starts: Vec<u32>,
-    index: HashTable<Rank>,
+    index: TokenMap,
     /// `byte_ids[b]` is the id of the one-byte token `b` (every byte-level vocabulary has all 256).
     byte_ids: [Rank; 256],
     max_token_len: usize,
-}
-
-#[inline]
-fn hash_bytes(b: &[u8]) -> u64 {
-    FxBuildHasher.hash_one(b)
 }
 
 impl Vocab {
@@ -75,18 +74,17 @@ impl Vocab {
 
     fn from_parts(bytes: Vec<u8>, starts: Vec<u32>, origin: &str) -> Result<Self> {
         let n_ids = starts.len() - 1;
-        let mut index = HashTable::with_capacity(n_ids);
+        let token = |id: usize| &bytes[starts[id] as usize..starts[id + 1] as usize];
+        let mut index =
+            TokenMap::with_capacity((0..n_ids).filter(|&id| !token(id).is_empty()).count());
         let mut max_token_len = 0;
         for id in 0..n_ids {
-            let tok = &bytes[starts[id] as usize..starts[id + 1] as usize];
+            let tok = token(id);
             if tok.is_empty() {
                 continue;
             }
             max_token_len = max_token_len.max(tok.len());
-            let h = hash_bytes(tok);
-            let get =
-                |&r: &Rank| &bytes[starts[r as usize] as usize..starts[r as usize + 1] as usize];
-            if let Some(&other) = index.find(h, |r| get(r) == tok) {
+            if let Err(other) = index.insert(tok, id as Rank, |r| token(r as usize)) {
                 return Err(Error::invalid(
                     origin,
                     format!(
@@ -95,7 +93,6 @@ impl Vocab {
                     ),
                 ));
             }
-            index.insert_unique(h, id as Rank, |r| hash_bytes(get(r)));
         }
         let mut vocab = Vocab {
             bytes,
@@ -106,7 +103,10 @@ impl Vocab {
         };
         for b in 0..=255u8 {
             vocab.byte_ids[b as usize] = vocab.rank(&[b]).ok_or_else(|| {
-                Error::invalid(origin, format!("the vocabulary has no token for the single byte 0x{b:02x}; byte-level BPE needs all 256"))
+                Error::invalid(
+                    origin,
+                    format!("the vocabulary has no token for the single byte 0x{b:02x}; byte-level BPE needs all 256"),
+                )
             })?;
         }
         Ok(vocab)
@@ -215,12 +215,12 @@ impl Vocab {
 
     /// Number of tokens (ids that have bytes).
     pub fn len(&self) -> usize {
-        self.index.len()
+        self.index.len
     }
 
     /// Whether the vocabulary has no tokens (never true for a loaded vocabulary).
     pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
+        self.index.len == 0
     }
 
     /// The longest token, in bytes.
@@ -232,14 +232,7 @@ impl Vocab {
     /// The id of the token with exactly these bytes.
     #[inline]
     pub fn rank(&self, tok: &[u8]) -> Option<Rank> {
-        self.rank_hashed(hash_bytes(tok), tok)
-    }
-
-    #[inline]
-    fn rank_hashed(&self, h: u64, tok: &[u8]) -> Option<Rank> {
-        self.index
-            .find(h, |&r| self.token_unchecked(r) == tok)
-            .copied()
+        self.index.get(tok, |r| self.token_unchecked(r))
     }
 
     /// The id of the one-byte token `b`.
@@ -267,6 +260,130 @@ impl Vocab {
     /// All `(id, bytes)` pairs in id order.
     pub fn iter(&self) -> impl Iterator<Item = (Rank, &[u8])> + '_ {
         (0..self.n_ids() as Rank).filter_map(|id| self.token(id).map(|t| (id, t)))
+    }
+}
+
+/// One slot of [`TokenMap`]: `len == 0` marks an empty slot.
+#[derive(Clone, Copy, Default)]
+struct Slot {
+    /// The token's bytes packed little-endian (up to 8 bytes), or a hash of longer tokens.
+    key: u64,
+    len: u32,
+    id: Rank,
+}
+
+/// Bytes -> id, open addressing with linear probing at a load factor of at most 1/2.
+#[derive(Clone)]
+struct TokenMap {
+    slots: Vec<Slot>,
+    shift: u32,
+    len: usize,
+}
+
+/// Packs 1..=8 bytes into a `u64` with a few overlapping loads (no loop, no memcpy call).
+#[inline(always)]
+fn pack_short(b: &[u8]) -> u64 {
+    let n = b.len();
+    debug_assert!((1..=8).contains(&n));
+    if n >= 4 {
+        let lo = u32::from_le_bytes(b[..4].try_into().unwrap()) as u64;
+        let hi = u32::from_le_bytes(b[n - 4..].try_into().unwrap()) as u64;
+        lo | (hi << ((n - 4) * 8))
+    } else if n >= 2 {
+        let lo = u16::from_le_bytes(b[..2].try_into().unwrap()) as u64;
+        let hi = u16::from_le_bytes(b[n - 2..].try_into().unwrap()) as u64;
+        lo | (hi << ((n - 2) * 8))
+    } else {
+        b[0] as u64
+    }
+}
+
+const MUL: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// A 64-bit hash of a token longer than 8 bytes.
+#[inline]
+fn hash_long(b: &[u8]) -> u64 {
+    let mut h = b.len() as u64;
+    let mut chunks = b.chunks_exact(8);
+    for c in &mut chunks {
+        h = (h.rotate_left(23) ^ u64::from_le_bytes(c.try_into().unwrap())).wrapping_mul(MUL);
+    }
+    if !chunks.remainder().is_empty() {
+        let tail = u64::from_le_bytes(b[b.len() - 8..].try_into().unwrap());
+        h = (h.rotate_left(23) ^ tail).wrapping_mul(MUL);
+    }
+    h
+}
+
+#[inline(always)]
+fn key_of(tok: &[u8]) -> u64 {
+    if tok.len() <= 8 {
+        pack_short(tok)
+    } else {
+        hash_long(tok)
+    }
+}
+
+impl TokenMap {
+    fn with_capacity(n: usize) -> Self {
+        let cap = (2 * n).next_power_of_two().max(16);
+        TokenMap {
+            slots: vec![Slot::default(); cap],
+            shift: 64 - cap.trailing_zeros(),
+            len: 0,
+        }
+    }
+
+    #[inline(always)]
+    fn home(&self, key: u64, len: usize) -> usize {
+        ((key ^ ((len as u64) << 56)).wrapping_mul(MUL) >> self.shift) as usize
+    }
+
+    /// Inserts `tok`; if an equal token is there already, returns its id.
+    fn insert<'a>(
+        &mut self,
+        tok: &[u8],
+        id: Rank,
+        token: impl Fn(Rank) -> &'a [u8],
+    ) -> Result<(), Rank> {
+        if let Some(other) = self.get(tok, token) {
+            return Err(other);
+        }
+        let key = key_of(tok);
+        let mask = self.slots.len() - 1;
+        let mut i = self.home(key, tok.len());
+        while self.slots[i].len != 0 {
+            i = (i + 1) & mask;
+        }
+        self.slots[i] = Slot {
+            key,
+            len: tok.len() as u32,
+            id,
+        };
+        self.len += 1;
+        Ok(())
+    }
+
+    /// The id of `tok`; `token(id)` gives a stored token's bytes to confirm long keys.
+    #[inline(always)]
+    fn get<'a>(&self, tok: &[u8], token: impl Fn(Rank) -> &'a [u8]) -> Option<Rank> {
+        let len = tok.len();
+        if len == 0 {
+            return None;
+        }
+        let key = key_of(tok);
+        let mask = self.slots.len() - 1;
+        let mut i = self.home(key, len);
+        loop {
+            let s = self.slots[i];
+            if s.len == 0 {
+                return None;
+            }
+            if s.key == key && s.len as usize == len && (len <= 8 || token(s.id) == tok) {
+                return Some(s.id);
+            }
+            i = (i + 1) & mask;
+        }
     }
 }
 
