@@ -11,6 +11,7 @@ of a megabyte. Both are tested against tiktoken and each other on small inputs.
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections.abc import Iterable, Mapping
 
 MAX_RANK = 2**32 - 1
@@ -37,7 +38,7 @@ def byte_pair_merge_literal(ranks: Mapping[bytes, int], piece: bytes) -> list[in
             parts[i - 1] = (parts[i - 1][0], get_rank(i - 1))
         parts[i] = (parts[i][0], get_rank(i))
         del parts[i + 1]
-    return [ranks[piece[a:b]] for (a, _), (b, _) in zip(parts, parts[1:])]
+    return [ranks[piece[a:b]] for (a, _), (b, _) in itertools.pairwise(parts)]
 
 
 def byte_pair_encode(ranks: Mapping[bytes, int], piece: bytes) -> list[int]:

@@ -13,10 +13,9 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+import ferrotok
 import pytest
 import tiktoken
-
-import ferrotok
 
 ENCODINGS = ["gpt2", "cl100k_base", "o200k_base"]
 """The three official vocabularies (r50k_base is gpt2's data under another name)."""
@@ -37,7 +36,7 @@ def shared_corpus_path(name: str) -> Path:
     return SHARED / "corpus" / f"{name}.jsonl.gz"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def shared_corpus(name: str) -> list[str]:
     """The documents of ``../shared/corpus/{name}.jsonl.gz``; skips the test when it is absent."""
     path = shared_corpus_path(name)
@@ -46,13 +45,13 @@ def shared_corpus(name: str) -> list[str]:
     return read_jsonl_gz(path)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def fixture_corpus() -> list[str]:
     """The small corpus committed in tests/data (always present)."""
     return read_jsonl_gz(FIXTURE_CORPUS)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def reference(name: str) -> tiktoken.Encoding:
     """tiktoken's ``Encoding`` for ``name``, built from the embedded data, without network."""
     enc = ferrotok.get_encoding(name)
@@ -61,7 +60,9 @@ def reference(name: str) -> tiktoken.Encoding:
     # The official vocabularies have ids 0..n-1 with no hole, so position == id.
     assert len(ranks) == len(tokens)
     assert all(enc.encode_single_token(tokens[i]) == i for i in (0, 255, len(tokens) // 2, len(tokens) - 1))
-    return tiktoken.Encoding(name, pat_str=enc.pattern, mergeable_ranks=ranks, special_tokens=enc.special_tokens)
+    return tiktoken.Encoding(
+        name, pat_str=enc.pattern, mergeable_ranks=ranks, special_tokens=enc.special_tokens
+    )
 
 
 @pytest.fixture(scope="session")
@@ -73,7 +74,7 @@ def tiktoken_ref():
 def first_difference(got: Sequence[int], want: Sequence[int], ref: tiktoken.Encoding | None = None) -> str:
     """Where two id sequences first differ (with the text there, when ``ref`` can decode it)."""
     got, want = list(got), list(want)
-    i = next((k for k, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
+    i = next((k for k, (a, b) in enumerate(zip(got, want, strict=False)) if a != b), min(len(got), len(want)))
     msg = (
         f"first difference at id position {i} (lengths {len(got)} vs {len(want)}): "
         f"ferrotok {got[i : i + 5]} vs tiktoken {want[i : i + 5]}"

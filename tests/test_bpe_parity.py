@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import ferrotok
 import pytest
 from conftest import CORPORA, ENCODINGS, assert_same_ids, first_difference, fixture_corpus, shared_corpus
-
-import ferrotok
 
 
 def check_documents(name, docs, ref, *, special=False):

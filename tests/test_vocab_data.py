@@ -6,11 +6,10 @@ import base64
 import gzip
 import hashlib
 
+import ferrotok
 import pytest
 import tiktoken_ext.openai_public as openai_public
 from conftest import SHARED
-
-import ferrotok
 
 # sha256 of the official .tiktoken files (the hashes tiktoken itself checks downloads against).
 OFFICIAL_SHA256 = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -30,6 +30,12 @@ def _as_ids(ids: IdsLike) -> npt.NDArray[np.int64]:
     arr = np.asarray(ids)
     if arr.size == 0:
         return np.empty(0, dtype=np.int64)
+    if arr.dtype == object and arr.ndim == 1:  # Python ints too large for int64
+        for i in arr:
+            if not isinstance(i, (int, np.integer)):
+                break
+            if not 0 <= i < 2**63:
+                raise ValueError(f"token id {i} is not in the vocabulary")
     if arr.dtype.kind not in "iu":
         raise TypeError(f"token ids must be integers, got an array of dtype {arr.dtype}")
     if arr.ndim != 1:
@@ -170,6 +176,10 @@ class Encoding:
             disallowed = [t for t in self._all_special if t not in allowed] if allowed else self._all_special
         else:
             disallowed = list(disallowed_special)
+            for s in disallowed:
+                # tiktoken refuses any listed string, special token or not
+                if s not in self._special and s and s in text:
+                    raise ValueError(f"Encountered text corresponding to disallowed special token {s!r}.")
         try:
             return self._core.encode(text, allowed, disallowed)
         except UnicodeEncodeError:
@@ -198,8 +208,11 @@ class Encoding:
         return self._core.decode_bytes(_as_ids(ids)).decode("utf-8", errors=errors)
 
     def decode_single_token_bytes(self, token: int) -> bytes:
-        """The bytes of one token."""
-        return self._core.token_bytes(int(token))
+        """The bytes of one token. An unknown id raises ``ValueError`` naming it."""
+        token = int(token)
+        if not 0 <= token < 2**63:
+            raise ValueError(f"token id {token} is not in the vocabulary")
+        return self._core.token_bytes(token)
 
     def decode_tokens_bytes(self, ids: IdsLike) -> list[bytes]:
         """The bytes of each token of ``ids``."""
@@ -246,5 +259,3 @@ def get_encoding(name: str) -> Encoding:
             if enc is None:
                 enc = _cache[name] = Encoding(_core.CoreBPE.embedded(name), name, embedded=True)
     return enc
-
-

@@ -113,31 +113,47 @@ impl Vocab {
     }
 
     /// Parses a `.tiktoken` rank file's contents (`base64 rank` per line; blank lines skipped).
+    /// Every error names the line: bad base64, a bad rank, a token or rank seen before.
     pub fn from_tiktoken_bytes(data: &[u8], origin: &str) -> Result<Self> {
         let mut pairs = Vec::new();
+        let mut rank_line = rustc_hash::FxHashMap::default();
+        let mut token_line = rustc_hash::FxHashMap::default();
         for (lineno, line) in data.split(|&b| b == b'\n').enumerate() {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             if line.is_empty() {
                 continue;
             }
+            let lineno = lineno + 1;
             let at = |msg: String| Error::Parse {
                 origin: origin.to_string(),
-                line: lineno + 1,
+                line: lineno,
                 msg,
             };
             let mut fields = line.split(|&b| b == b' ');
-            let (Some(tok), Some(rank), None) = (fields.next(), fields.next(), fields.next())
+            let (Some(tok_b64), Some(rank), None) = (fields.next(), fields.next(), fields.next())
             else {
                 return Err(at("expected `<base64 token> <rank>`".into()));
             };
             let tok = base64::engine::general_purpose::STANDARD
-                .decode(tok)
+                .decode(tok_b64)
                 .map_err(|e| at(format!("bad base64 token: {e}")))?;
+            if tok.is_empty() {
+                return Err(at("empty token".into()));
+            }
             let rank = std::str::from_utf8(rank)
                 .ok()
                 .and_then(|r| r.parse::<Rank>().ok())
                 .filter(|&r| r < Rank::MAX)
                 .ok_or_else(|| at(format!("bad rank {:?}", String::from_utf8_lossy(rank))))?;
+            if let Some(first) = rank_line.insert(rank, lineno) {
+                return Err(at(format!("duplicate rank {rank} (first on line {first})")));
+            }
+            if let Some(first) = token_line.insert(tok_b64, lineno) {
+                return Err(at(format!(
+                    "duplicate token {:?} (first on line {first})",
+                    tok.escape_ascii().to_string()
+                )));
+            }
             pairs.push((tok, rank));
         }
         if pairs.is_empty() {
@@ -460,12 +476,12 @@ mod tests {
         let err = Vocab::from_tiktoken_bytes(dup.as_bytes(), "f")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("duplicate token"), "{err}");
+        assert!(err.contains("line 2: duplicate token"), "{err}");
         let dup = "YQ== 1\nYg== 1\n";
         let err = Vocab::from_tiktoken_bytes(dup.as_bytes(), "f")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("duplicate rank 1"), "{err}");
+        assert!(err.contains("line 2: duplicate rank 1"), "{err}");
         let err = Vocab::from_tiktoken_bytes(b"YQ== x\n", "f")
             .unwrap_err()
             .to_string();

@@ -10,6 +10,7 @@ Run from the repository root, with ../shared beside it::
     python tests/data/make_fixture.py
 """
 
+# ruff: noqa: RUF001  (the test text is meant to hold look-alike characters)
 from __future__ import annotations
 
 import gzip
@@ -60,7 +61,9 @@ HANDMADE = {
         "rock'n'roll o'clock l'homme d'Artagnan it\u2019s 'twas"
     ),
     "cases": "HelloWorld camelCase ABCdef XMLHttpRequest ǅungla ǈubljana ǲ ΣΊΣΥΦΟΣ ΐΰ Straße STRASSE ﬁnance",
-    "combining": "e\u0301 a\u0300\u0301\u0302 n\u0303o \u0301start Z\u0351\u036b\u0343\u036a\u0302\u036b\u033d",
+    "combining": (
+        "e\u0301 a\u0300\u0301\u0302 n\u0303o \u0301start Z\u0351\u036b\u0343\u036a\u0302\u036b\u033d"
+    ),
     "zalgo": "Z͑ͫ̓ͪ̂ͫ̽͏̴̙̤̞͉͚̯̞̠͍A̴̵̜̰͔ͫ͗͢L̠ͨͧͩ͘G̴̻͈͍͔̹̑͗̎̅͛́Ǫ̵̹̻̝̳͂̌̌͘!͖̬̰̙̗̿̋ͥͥ̂ͣ̐́́͜͞",
     "emoji": "👨\u200d👩\u200d👧\u200d👦 🏳️\u200d🌈 👍🏽 🇫🇷🇯🇵 ❤️\u200d🔥 🧑🏿\u200d💻 #️⃣ 😀😃😄 ✨",
     "cjk": "日本語のテキストです。中文文本，包括标点符号！한국어 텍스트입니다. ｶﾀｶﾅ 全角ＡＢＣ１２３",
@@ -71,7 +74,9 @@ HANDMADE = {
     "astral": "\U0001d400\U0001d401 \U00010000 \U000e0001\U000e0041 \uffff \ufffd \U0010ffff \ue000",
     "controls": "a\x00b\x01c\x1f\x7fd\x1be[0m",
     "punctuation": "!!!??? ... --- /// \n//\n ?!/\r\n/ */ <|> {{}} ((( ))) ```python\n``` ---\n***",
-    "specials-as-text": "<|endoftext|> <|fim_prefix|>x<|fim_middle|>y<|fim_suffix|> <|endofprompt|><|endoftext|",
+    "specials-as-text": (
+        "<|endoftext|> <|fim_prefix|>x<|fim_middle|>y<|fim_suffix|> <|endofprompt|><|endoftext|"
+    ),
     "url-email": "https://example.com/a/b?c=d&e=f#g mailto:someone@example.org C:\\Users\\me\\file.txt",
     "long-word": "supercalifragilistic" * 50 + " " + "ab" * 1000,
     "code": CODE,

@@ -12,7 +12,10 @@ pub struct RegexSplit {
 impl RegexSplit {
     /// Compiles `pattern`. The backtracking limit is lifted: the official patterns backtrack
     /// once per character of a long whitespace run (`\s*[\r\n]` on a megabyte of spaces),
-    /// which is linear, and the default limit would turn such input into an error.
+    /// which is linear, and the default limit would turn such input into an error. The
+    /// engine's backtracking *stack* stays bounded (a million entries, fixed in fancy-regex),
+    /// so a custom pattern can still fail on a run of about a million characters; that is an
+    /// error naming the position, never a panic. The official patterns never come here.
     pub fn new(pattern: &str) -> Result<Self> {
         let regex = fancy_regex::RegexBuilder::new(pattern)
             .backtrack_limit(usize::MAX)
