@@ -30,13 +30,12 @@ def _as_ids(ids: IdsLike) -> npt.NDArray[np.int64]:
     arr = np.asarray(ids)
     if arr.size == 0:
         return np.empty(0, dtype=np.int64)
-    if arr.dtype == object and arr.ndim == 1:  # Python ints too large for int64
-        for i in arr:
-            if not isinstance(i, (int, np.integer)):
-                break
-            if not 0 <= i < 2**63:
-                raise ValueError(f"token id {i} is not in the vocabulary")
     if arr.dtype.kind not in "iu":
+        if arr.ndim == 1 and not isinstance(ids, np.ndarray):
+            # Python ints beyond int64 make numpy fall back to float or object arrays
+            for i in ids:
+                if isinstance(i, int) and not 0 <= i < 2**63:
+                    raise ValueError(f"token id {i} is not in the vocabulary")
         raise TypeError(f"token ids must be integers, got an array of dtype {arr.dtype}")
     if arr.ndim != 1:
         raise ValueError(f"token ids must be one-dimensional, got shape {arr.shape}")
