@@ -298,7 +298,7 @@ struct TokenMap {
 
 /// Packs 1..=8 bytes into a `u64` with a few overlapping loads (no loop, no memcpy call).
 #[inline(always)]
-fn pack_short(b: &[u8]) -> u64 {
+pub(crate) fn pack_short(b: &[u8]) -> u64 {
     let n = b.len();
     debug_assert!((1..=8).contains(&n));
     if n >= 4 {
@@ -314,7 +314,7 @@ fn pack_short(b: &[u8]) -> u64 {
     }
 }
 
-const MUL: u64 = 0x9e37_79b9_7f4a_7c15;
+pub(crate) const MUL: u64 = 0x9e37_79b9_7f4a_7c15;
 
 /// A 64-bit hash of a token longer than 8 bytes.
 #[inline]

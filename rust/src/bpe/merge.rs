@@ -16,7 +16,7 @@ use std::collections::BinaryHeap;
 use crate::vocab::{Rank, Vocab};
 
 /// Pieces longer than this take the heap path.
-pub const SMALL_PIECE_MAX: usize = 96;
+pub const SMALL_PIECE_MAX: usize = 64;
 
 const NONE: Rank = Rank::MAX;
 

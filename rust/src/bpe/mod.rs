@@ -1,6 +1,9 @@
 //! Byte-level BPE with tiktoken's semantics: special-token split, pre-tokenize, merge.
 
+mod cache;
 mod merge;
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 use crate::pretok::Pretokenizer;
@@ -17,7 +20,11 @@ pub struct Bpe {
     pretok: Pretokenizer,
     specials: SpecialTokens,
     n_vocab: usize,
+    /// Identity for the per-thread piece caches (clones share it: same content, same ids).
+    id: u64,
 }
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
 impl Bpe {
     /// Builds an encoding. Special-token ids must not collide with mergeable ones.
@@ -46,6 +53,7 @@ impl Bpe {
             pretok: Pretokenizer::new(pattern)?,
             specials,
             n_vocab,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         })
     }
 
@@ -84,17 +92,25 @@ impl Bpe {
     /// Appends the ids of `text` (no special tokens) to `out`.
     pub fn encode_ordinary_into(&self, text: &str, out: &mut Vec<Rank>) -> Result<()> {
         let mut parts = Vec::new();
-        self.pretok.for_each_piece(text, |piece| {
-            self.encode_piece(piece.as_bytes(), &mut parts, out)
+        cache::with_cache(self.id, |cache| {
+            self.pretok.for_each_piece(text, |piece| {
+                let piece = piece.as_bytes();
+                // A whole-token piece is one vocabulary probe: only merges are worth caching.
+                if let Some(id) = self.vocab.rank(piece) {
+                    out.push(id);
+                } else if !cache.get(piece, out) {
+                    let start = out.len();
+                    self.merge_piece(piece, &mut parts, out);
+                    cache.put(piece, &out[start..]);
+                }
+            })
         })
     }
 
-    /// Appends the ids of one pre-tokenized piece to `out`.
+    /// Appends the ids of a piece that is not a single token to `out`.
     #[inline]
-    pub fn encode_piece(&self, piece: &[u8], parts: &mut Vec<merge::Part>, out: &mut Vec<Rank>) {
-        if let Some(id) = self.vocab.rank(piece) {
-            out.push(id);
-        } else if piece.len() <= SMALL_PIECE_MAX {
+    fn merge_piece(&self, piece: &[u8], parts: &mut Vec<merge::Part>, out: &mut Vec<Rank>) {
+        if piece.len() <= SMALL_PIECE_MAX {
             merge::merge_small(&self.vocab, piece, parts, out);
         } else {
             merge::merge_large(&self.vocab, piece, out);
