@@ -18,10 +18,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("load {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
     for pass in 0..passes {
         let t = Instant::now();
-        let tokens: usize = docs
-            .iter()
-            .map(|d| bpe.encode_ordinary(d).map(|ids| ids.len()))
-            .sum::<Result<_, _>>()?;
+        // SPLIT_ONLY=1 times the pre-tokenizer alone (counting pieces instead of tokens).
+        let tokens: usize = if std::env::var_os("SPLIT_ONLY").is_some() {
+            docs.iter()
+                .map(|d| bpe.pretokenizer().pieces(d).map(|p| p.len()))
+                .sum::<Result<_, _>>()?
+        } else {
+            docs.iter()
+                .map(|d| bpe.encode_ordinary(d).map(|ids| ids.len()))
+                .sum::<Result<_, _>>()?
+        };
         let secs = t.elapsed().as_secs_f64();
         println!(
             "pass {pass}: {tokens} tokens, {:.1} MB/s",

@@ -298,7 +298,7 @@ struct TokenMap {
 
 /// Packs 1..=8 bytes into a `u64` with a few overlapping loads (no loop, no memcpy call).
 #[inline(always)]
-pub(crate) fn pack_short(b: &[u8]) -> u64 {
+fn pack_short(b: &[u8]) -> u64 {
     let n = b.len();
     debug_assert!((1..=8).contains(&n));
     if n >= 4 {
@@ -314,7 +314,7 @@ pub(crate) fn pack_short(b: &[u8]) -> u64 {
     }
 }
 
-pub(crate) const MUL: u64 = 0x9e37_79b9_7f4a_7c15;
+const MUL: u64 = 0x9e37_79b9_7f4a_7c15;
 
 /// A 64-bit hash of a token longer than 8 bytes.
 #[inline]
@@ -338,6 +338,15 @@ fn key_of(tok: &[u8]) -> u64 {
     } else {
         hash_long(tok)
     }
+}
+
+/// A fast 64-bit hash of a byte string (the same mixing as the vocabulary's index).
+#[inline(always)]
+pub(crate) fn hash_bytes(b: &[u8]) -> u64 {
+    if b.is_empty() {
+        return 0;
+    }
+    (key_of(b) ^ ((b.len() as u64) << 56)).wrapping_mul(MUL)
 }
 
 impl TokenMap {

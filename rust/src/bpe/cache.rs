@@ -1,99 +1,75 @@
 //! A per-thread cache of piece -> ids for pieces that need merging, so a word that is not a
 //! single token is merged once per thread rather than at every occurrence. (Whole-token
-//! pieces skip it: they cost one vocabulary probe, and caching them would evict the merges.)
+//! pieces skip it: they cost one vocabulary probe already.)
 //!
-//! Direct-mapped, one 64-byte line per entry, 8192 entries (512 KiB) per encoding and thread:
-//! small enough to stay in L2, so a hit costs less than a lookup in the vocabulary's big table.
-//! Pieces of up to 24 bytes that encode to at most 7 ids are cached; the key holds the whole
-//! piece (zero-padded words plus its length), so a hit is exact, never a hash match.
-//! Thread-local rather than shared: no lock, no contention, and nothing to repair after fork.
+//! Keys and ids live in two flat arenas and the table holds only offsets, so an insert is two
+//! appends and no allocation of its own. Memory is bounded: when the arenas pass
+//! [`MAX_KEY_BYTES`] the cache is cleared and refills with what the text uses now.
+//! Thread-local rather than shared: no lock, no contention, nothing to repair after fork.
+//! On the multilingual corpus half of the bytes that need merging are repeats, so even a
+//! first pass gains; a second pass over the same text does no merging at all.
 
 use std::cell::RefCell;
 
-use crate::vocab::{pack_short, Rank, MUL};
+use hashbrown::HashTable;
 
-const ENTRIES: usize = 1 << 13;
-/// Longest piece cached, in bytes.
-pub const MAX_PIECE: usize = 24;
-const MAX_IDS: usize = 7;
+use crate::vocab::{hash_bytes, Rank};
+
+/// Arena size at which a cache starts over (about 3x this in memory, per thread and encoding).
+const MAX_KEY_BYTES: usize = 4 << 20;
 /// Caches kept per thread (one per encoding in use).
 const PER_THREAD: usize = 4;
 
-#[derive(Clone, Copy, Default)]
-#[repr(C, align(64))]
+#[derive(Clone, Copy)]
 struct Entry {
-    key: [u64; 3],
-    len: u8,
-    n: u8,
-    ids: [Rank; MAX_IDS],
+    hash: u64,
+    key: u32,
+    key_len: u32,
+    ids: u32,
+    ids_len: u32,
 }
 
+#[derive(Default)]
 pub struct PieceCache {
-    entries: Box<[Entry]>,
-}
-
-/// The piece as three zero-padded little-endian words (the same piece always packs the same).
-#[inline(always)]
-fn pack(piece: &[u8]) -> [u64; 3] {
-    let word = |b: &[u8]| {
-        if b.is_empty() {
-            0
-        } else if b.len() >= 8 {
-            u64::from_le_bytes(b[..8].try_into().unwrap())
-        } else {
-            pack_short(b)
-        }
-    };
-    let n = piece.len();
-    [
-        word(&piece[..n.min(8)]),
-        word(&piece[n.min(8)..n.min(16)]),
-        word(&piece[n.min(16)..]),
-    ]
+    table: HashTable<Entry>,
+    keys: Vec<u8>,
+    ids: Vec<Rank>,
 }
 
 impl PieceCache {
-    fn new() -> Self {
-        PieceCache {
-            entries: vec![Entry::default(); ENTRIES].into_boxed_slice(),
-        }
-    }
-
-    #[inline(always)]
-    fn slot(key: &[u64; 3], len: usize) -> usize {
-        let h = (key[0] ^ key[1].rotate_left(21) ^ key[2].rotate_left(42) ^ len as u64)
-            .wrapping_mul(MUL);
-        (h >> (64 - ENTRIES.trailing_zeros())) as usize
-    }
-
-    /// Appends the cached ids of `piece` to `out`; false on a miss (or an uncacheable piece).
-    #[inline(always)]
+    /// Appends the cached ids of `piece` to `out`; false on a miss.
+    #[inline]
     pub fn get(&self, piece: &[u8], out: &mut Vec<Rank>) -> bool {
-        if piece.len() > MAX_PIECE {
-            return false;
-        }
-        let key = pack(piece);
-        let e = &self.entries[Self::slot(&key, piece.len())];
-        if e.len as usize == piece.len() && e.key == key {
-            out.extend_from_slice(&e.ids[..e.n as usize]);
-            true
-        } else {
-            false
+        let h = hash_bytes(piece);
+        let found = self.table.find(h, |e| {
+            e.hash == h && &self.keys[e.key as usize..(e.key + e.key_len) as usize] == piece
+        });
+        match found {
+            Some(e) => {
+                out.extend_from_slice(&self.ids[e.ids as usize..(e.ids + e.ids_len) as usize]);
+                true
+            }
+            None => false,
         }
     }
 
-    /// Remembers the ids of `piece`, replacing whatever shared its slot.
-    #[inline(always)]
+    /// Remembers the ids of `piece` (which must not be cached yet).
     pub fn put(&mut self, piece: &[u8], ids: &[Rank]) {
-        if piece.len() > MAX_PIECE || ids.len() > MAX_IDS {
-            return;
+        if self.keys.len() + piece.len() > MAX_KEY_BYTES {
+            self.table.clear();
+            self.keys.clear();
+            self.ids.clear();
         }
-        let key = pack(piece);
-        let e = &mut self.entries[Self::slot(&key, piece.len())];
-        e.key = key;
-        e.len = piece.len() as u8;
-        e.n = ids.len() as u8;
-        e.ids[..ids.len()].copy_from_slice(ids);
+        let e = Entry {
+            hash: hash_bytes(piece),
+            key: self.keys.len() as u32,
+            key_len: piece.len() as u32,
+            ids: self.ids.len() as u32,
+            ids_len: ids.len() as u32,
+        };
+        self.keys.extend_from_slice(piece);
+        self.ids.extend_from_slice(ids);
+        self.table.insert_unique(e.hash, e, |e| e.hash);
     }
 }
 
@@ -111,7 +87,7 @@ pub fn with_cache<R>(owner: u64, f: impl FnOnce(&mut PieceCache) -> R) -> R {
                 if caches.len() == PER_THREAD {
                     caches.remove(0);
                 }
-                caches.push((owner, PieceCache::new()));
+                caches.push((owner, PieceCache::default()));
                 caches.len() - 1
             }
         };
