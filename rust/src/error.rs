@@ -32,6 +32,9 @@ pub enum Error {
     /// A token id that the vocabulary does not have.
     #[error("token id {id} is not in the vocabulary (n_vocab = {n_vocab})")]
     UnknownId { id: i64, n_vocab: usize },
+    /// The thread pool could not be started.
+    #[error("could not start the thread pool: {0}")]
+    Threads(String),
     /// Text contains a special token that the caller did not allow.
     #[error(
         "Encountered text corresponding to disallowed special token {token:?} at character offset {pos}.\n\

@@ -1,6 +1,7 @@
 //! ferrotok: fast, exact tokenizers. The core knows nothing of Python; the binding layer
 //! (`py`, behind the `python` feature) is the only place that does.
 
+pub mod batch;
 pub mod bpe;
 pub mod error;
 pub mod pretok;

@@ -5,10 +5,11 @@
 use std::path::PathBuf;
 
 use numpy::{PyArray1, PyReadonlyArray1};
-use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyValueError};
+use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyString};
 
+use crate::batch;
 use crate::bpe::Bpe;
 use crate::error::Error;
 use crate::registry;
@@ -23,6 +24,9 @@ fn to_py(err: Error) -> PyErr {
         _ => PyValueError::new_err(err.to_string()),
     }
 }
+
+/// `(ids, offsets)` of a ragged batch.
+type RaggedArrays<'py> = (Bound<'py, PyArray1<Rank>>, Bound<'py, PyArray1<i64>>);
 
 /// A byte-level BPE encoding (wrapped by `ferrotok.Encoding`).
 #[pyclass(frozen, module = "ferrotok._core", name = "CoreBPE")]
@@ -124,6 +128,68 @@ impl PyBpe {
         Ok(PyArray1::from_vec(py, ids))
     }
 
+    /// Encodes many texts on a thread pool; returns `(ids, offsets)`, the ragged batch.
+    /// With no special tokens allowed or disallowed this is `encode_ordinary` per text.
+    #[pyo3(signature = (texts, allowed, disallowed, num_threads=None))]
+    fn encode_batch<'py>(
+        &self,
+        py: Python<'py>,
+        texts: &Bound<'py, PyAny>,
+        allowed: Vec<String>,
+        disallowed: Vec<String>,
+        num_threads: Option<usize>,
+    ) -> PyResult<RaggedArrays<'py>> {
+        let owned = texts_of(texts)?;
+        let strs = owned
+            .iter()
+            .map(|s| s.to_str())
+            .collect::<PyResult<Vec<&str>>>()?;
+        let specials = self.inner.specials();
+        let allowed = specials.set(allowed.iter().map(String::as_str));
+        let disallowed = specials.set(disallowed.iter().map(String::as_str));
+        let threads = batch::thread_count(num_threads);
+        let ragged = py
+            .detach(|| {
+                if allowed.is_empty() && disallowed.is_empty() {
+                    batch::encode_all(&strs, threads, |t| self.inner.encode_ordinary(t))
+                } else {
+                    batch::encode_all(&strs, threads, |t| {
+                        self.inner.encode(t, &allowed, &disallowed)
+                    })
+                }
+            })
+            .map_err(to_py)?;
+        Ok((
+            PyArray1::from_vec(py, ragged.ids),
+            PyArray1::from_vec(py, ragged.offsets),
+        ))
+    }
+
+    /// Bytes of each row of a ragged batch.
+    fn decode_ragged<'py>(
+        &self,
+        py: Python<'py>,
+        ids: PyReadonlyArray1<'py, i64>,
+        offsets: PyReadonlyArray1<'py, i64>,
+    ) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+        let (ids, offsets) = (ids.as_slice()?, offsets.as_slice()?);
+        let rows = py
+            .detach(|| {
+                offsets
+                    .windows(2)
+                    .map(|w| {
+                        let (a, b) = (
+                            w[0].clamp(0, ids.len() as i64) as usize,
+                            w[1].clamp(0, ids.len() as i64) as usize,
+                        );
+                        self.inner.decode_bytes(ids[a..b.max(a)].iter().copied())
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(to_py)?;
+        Ok(rows.iter().map(|r| PyBytes::new(py, r)).collect())
+    }
+
     /// The pieces the split pattern cuts `text` into.
     fn split<'t>(&self, text: &'t str) -> PyResult<Vec<&'t str>> {
         self.inner.pretokenizer().pieces(text).map_err(to_py)
@@ -173,6 +239,37 @@ impl PyBpe {
     fn token_id(&self, token: &[u8]) -> Option<Rank> {
         self.inner.vocab().rank(token)
     }
+}
+
+/// The texts of a batch as Python strings: any iterable of `str` (a numpy array of `str`
+/// included). Anything else at position i is a `TypeError` naming i. Strings with lone
+/// surrogates are repaired through UTF-16 as tiktoken does, so their ids match.
+fn texts_of<'py>(texts: &Bound<'py, PyAny>) -> PyResult<Vec<Bound<'py, PyString>>> {
+    if texts.is_instance_of::<PyString>() || texts.is_instance_of::<PyBytes>() {
+        return Err(PyTypeError::new_err(
+            "texts must be an iterable of str, not a single str or bytes",
+        ));
+    }
+    let mut out = Vec::new();
+    for (i, item) in texts.try_iter()?.enumerate() {
+        let item = item?;
+        if !item.is_instance_of::<PyString>() {
+            let kind = item.get_type().name()?;
+            return Err(PyTypeError::new_err(format!(
+                "texts[{i}] is {kind}, not str"
+            )));
+        }
+        let s = item.cast_into::<PyString>()?;
+        if s.to_str().is_ok() {
+            out.push(s);
+        } else {
+            let repaired = s
+                .call_method1("encode", ("utf-16", "surrogatepass"))?
+                .call_method1("decode", ("utf-16", "replace"))?;
+            out.push(repaired.cast_into::<PyString>()?);
+        }
+    }
+    Ok(out)
 }
 
 /// Names of the encodings embedded in the package.

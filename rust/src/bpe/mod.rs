@@ -26,6 +26,9 @@ pub struct Bpe {
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
+/// Pieces pre-tokenized (and prefetched) ahead of their vocabulary lookups.
+const PREFETCH_GROUP: usize = 32;
+
 impl Bpe {
     /// Builds an encoding. Special-token ids must not collide with mergeable ones.
     pub fn new(
@@ -92,18 +95,32 @@ impl Bpe {
     /// Appends the ids of `text` (no special tokens) to `out`.
     pub fn encode_ordinary_into(&self, text: &str, out: &mut Vec<Rank>) -> Result<()> {
         let mut parts = Vec::new();
+        // Pieces are looked up in groups: the pre-tokenizer fills a group, prefetching each
+        // piece's index slot, and the lookups run once the group is full (see Vocab::prefetch).
+        let mut group: Vec<&str> = Vec::with_capacity(PREFETCH_GROUP);
         cache::with_cache(self.id, |cache| {
-            self.pretok.for_each_piece(text, |piece| {
-                let piece = piece.as_bytes();
-                // A whole-token piece is one vocabulary probe: only merges are worth caching.
-                if let Some(id) = self.vocab.rank(piece) {
-                    out.push(id);
-                } else if !cache.get(piece, out) {
-                    let start = out.len();
-                    self.merge_piece(piece, &mut parts, out);
-                    cache.put(piece, &out[start..]);
+            let mut flush = |group: &mut Vec<&str>| {
+                for piece in group.drain(..) {
+                    let piece = piece.as_bytes();
+                    // A whole-token piece is one vocabulary probe: only merges are worth caching.
+                    if let Some(id) = self.vocab.rank(piece) {
+                        out.push(id);
+                    } else if !cache.get(piece, out) {
+                        let start = out.len();
+                        self.merge_piece(piece, &mut parts, out);
+                        cache.put(piece, &out[start..]);
+                    }
                 }
-            })
+            };
+            self.pretok.for_each_piece(text, |piece| {
+                self.vocab.prefetch(piece.as_bytes());
+                group.push(piece);
+                if group.len() == PREFETCH_GROUP {
+                    flush(&mut group);
+                }
+            })?;
+            flush(&mut group);
+            Ok(())
         })
     }
 

@@ -1,0 +1,15 @@
+//! Times loading each embedded encoding: `cargo run --release --example load_time`.
+use std::time::Instant;
+
+fn main() {
+    for name in ferrotok::registry::names() {
+        let mut best = f64::MAX;
+        for _ in 0..20 {
+            let t = Instant::now();
+            let bpe = ferrotok::registry::load(name).unwrap();
+            best = best.min(t.elapsed().as_secs_f64() * 1e3);
+            drop(bpe);
+        }
+        println!("{name}: best of 20 loads {best:.2} ms");
+    }
+}

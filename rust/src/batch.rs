@@ -1,0 +1,116 @@
+//! Batches: many texts encoded on a thread pool into one flat id buffer plus offsets.
+//!
+//! The ragged result is what models consume: `ids[offsets[i]..offsets[i + 1]]` is text `i`,
+//! 4 bytes per token and 8 per text, with no per-text allocation surviving the call.
+//!
+//! Thread pools are kept per size and per process: a pool made before `fork()` has no
+//! threads in the child, so a child that used it would wait forever. Each pool remembers the
+//! pid that made it and a child builds its own.
+
+use std::sync::{Arc, Mutex};
+
+use rayon::prelude::*;
+use rayon::{ThreadPool, ThreadPoolBuilder};
+
+use crate::error::{Error, Result};
+use crate::vocab::Rank;
+
+/// The environment variable that caps the number of threads of every batch call.
+pub const THREADS_ENV: &str = "FERROTOK_NUM_THREADS";
+
+/// A ragged batch: the ids of text `i` are `ids[offsets[i]..offsets[i + 1]]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ragged {
+    pub ids: Vec<Rank>,
+    pub offsets: Vec<i64>,
+}
+
+/// The number of threads a batch call uses: `requested` (or all cores), capped by
+/// `FERROTOK_NUM_THREADS` when it is set.
+pub fn thread_count(requested: Option<usize>) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cap = std::env::var(THREADS_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0);
+    let n = requested.filter(|&n| n > 0).unwrap_or(cores);
+    cap.map_or(n, |c| n.min(c)).max(1)
+}
+
+fn pool(threads: usize) -> Result<Arc<ThreadPool>> {
+    static POOLS: Mutex<Vec<(u32, usize, Arc<ThreadPool>)>> = Mutex::new(Vec::new());
+    let pid = std::process::id();
+    // A poisoned lock only means another thread panicked while holding it; the list itself
+    // is always valid, so carry on with it.
+    let mut pools = POOLS.lock().unwrap_or_else(|e| e.into_inner());
+    // Pools from a parent process are dead here: drop our handles (their threads are gone).
+    pools.retain(|(p, _, _)| *p == pid);
+    if let Some((_, _, pool)) = pools.iter().find(|(_, n, _)| *n == threads) {
+        return Ok(pool.clone());
+    }
+    let pool = ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("ferrotok-{i}"))
+        .build()
+        .map_err(|e| Error::Threads(e.to_string()))?;
+    let pool = Arc::new(pool);
+    pools.push((pid, threads, pool.clone()));
+    Ok(pool)
+}
+
+/// Encodes every text with `encode` on `threads` threads (in order) into one ragged batch.
+pub fn encode_all<F>(texts: &[&str], threads: usize, encode: F) -> Result<Ragged>
+where
+    F: Fn(&str) -> Result<Vec<Rank>> + Sync,
+{
+    let per_text: Vec<Vec<Rank>> = if threads <= 1 || texts.len() <= 1 {
+        texts.iter().map(|t| encode(t)).collect::<Result<_>>()?
+    } else {
+        pool(threads)?.install(|| {
+            texts
+                .par_iter()
+                .with_min_len(1)
+                .map(|t| encode(t))
+                .collect::<Result<_>>()
+        })?
+    };
+    let total = per_text.iter().map(Vec::len).sum();
+    let mut ragged = Ragged {
+        ids: Vec::with_capacity(total),
+        offsets: Vec::with_capacity(texts.len() + 1),
+    };
+    ragged.offsets.push(0);
+    for ids in per_text {
+        ragged.ids.extend_from_slice(&ids);
+        ragged.offsets.push(ragged.ids.len() as i64);
+    }
+    Ok(ragged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_equals_sequential() {
+        let bpe = crate::registry::load("cl100k_base").unwrap();
+        let texts: Vec<String> = (0..200)
+            .map(|i| format!("text {i}: {}", "héllo wörld ".repeat(i % 17)))
+            .collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let one = encode_all(&refs, 1, |t| bpe.encode_ordinary(t)).unwrap();
+        let many = encode_all(&refs, 4, |t| bpe.encode_ordinary(t)).unwrap();
+        assert_eq!(one, many);
+        assert_eq!(one.offsets.len(), 201);
+        for (i, t) in refs.iter().enumerate() {
+            let (a, b) = (one.offsets[i] as usize, one.offsets[i + 1] as usize);
+            assert_eq!(one.ids[a..b], bpe.encode_ordinary(t).unwrap()[..]);
+        }
+    }
+
+    #[test]
+    fn thread_count_is_capped_by_the_environment() {
+        assert!(thread_count(None) >= 1);
+        assert_eq!(thread_count(Some(3)).min(3), thread_count(Some(3)));
+    }
+}
