@@ -8,6 +8,7 @@
 """
 
 from ._core import __version__
+from .batch import TokenBatch
 from .encoding import Encoding, get_encoding, list_encodings
 
-__all__ = ["Encoding", "__version__", "get_encoding", "list_encodings"]
+__all__ = ["Encoding", "TokenBatch", "__version__", "get_encoding", "list_encodings"]

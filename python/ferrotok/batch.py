@@ -1,0 +1,344 @@
+"""Batches of token ids: the ragged form :class:`TokenBatch`, and padding to 2-D model input.
+
+A batch of ``n`` texts is two arrays: ``ids``, every text's ids one after another, and
+``offsets`` (``int64``, ``n + 1`` entries, ``offsets[0] == 0``), with the ids of text ``i`` at
+``ids[offsets[i]:offsets[i + 1]]``. That costs 4 bytes a token plus 8 a text, and holds no
+Python object per text.
+"""
+
+from __future__ import annotations
+
+import itertools
+import operator
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["TokenBatch", "as_ragged"]
+
+
+def _gather_positions(starts: npt.NDArray[np.int64], counts: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """``starts[i] + 0, ..., starts[i] + counts[i] - 1`` for every ``i``, concatenated."""
+    ends = np.cumsum(counts)
+    total = int(ends[-1]) if len(ends) else 0
+    return np.arange(total, dtype=np.int64) + np.repeat(starts - (ends - counts), counts)
+
+
+class TokenBatch:
+    """The ids of many texts: one flat id array (``uint32`` from ``encode_batch``) plus ``int64``
+    offsets, ``n + 1`` of them.
+
+    ``batch[i]`` is the ids of text ``i``, a numpy view (no copy); negative ``i`` counts from the
+    end. ``batch[a:b]`` is a new ``TokenBatch`` that shares the id buffer; ``batch[[2, 0]]``
+    (indices or a boolean mask) one that gathers a copy. Iterating gives the rows as views.
+
+    >>> import ferrotok
+    >>> batch = ferrotok.get_encoding("o200k_base").encode_batch(["hello world", "hi"])
+    >>> batch
+    TokenBatch(2 texts, 3 tokens)
+    >>> batch[0].tolist(), batch.lengths.tolist(), batch.offsets.tolist()
+    ([24912, 2375], [2, 1], [0, 2, 3])
+    >>> ids, mask = batch.padded(side="left")
+    >>> ids.tolist(), mask.tolist()
+    ([[24912, 2375], [0, 3686]], [[1, 1], [0, 1]])
+    """
+
+    __slots__ = ("_ids", "_offsets")
+
+    def __init__(self, ids: npt.ArrayLike, offsets: npt.ArrayLike) -> None:
+        ids_arr = np.asarray(ids)
+        if ids_arr.size == 0 and ids_arr.dtype.kind not in "iu":
+            ids_arr = np.empty(0, dtype=np.uint32)
+        if ids_arr.ndim != 1 or ids_arr.dtype.kind not in "iu":
+            raise TypeError(
+                f"ids must be a 1-D integer array, got shape {ids_arr.shape} dtype {ids_arr.dtype}"
+            )
+        offsets_arr = np.asarray(offsets)
+        if offsets_arr.ndim != 1 or len(offsets_arr) == 0 or offsets_arr.dtype.kind not in "iu":
+            raise TypeError(
+                f"offsets must be a non-empty 1-D integer array, got shape {offsets_arr.shape} "
+                f"dtype {offsets_arr.dtype}"
+            )
+        offsets_arr = offsets_arr.astype(np.int64, copy=False)
+        if (
+            offsets_arr[0] != 0
+            or offsets_arr[-1] != len(ids_arr)
+            or np.any(offsets_arr[1:] < offsets_arr[:-1])
+        ):
+            raise ValueError(
+                f"offsets must rise from 0 to len(ids) = {len(ids_arr)}, "
+                f"got {offsets_arr[0]} ... {offsets_arr[-1]} (or a decrease)"
+            )
+        self._ids = ids_arr
+        self._offsets = offsets_arr
+
+    # -- the ragged form --------------------------------------------------------------------
+
+    @property
+    def ids(self) -> npt.NDArray[Any]:
+        """Every text's ids one after another (``uint32`` from ``encode_batch``)."""
+        return self._ids
+
+    @property
+    def offsets(self) -> npt.NDArray[np.int64]:
+        """``int64``, ``len(self) + 1`` entries: text ``i`` is ``ids[offsets[i]:offsets[i + 1]]``."""
+        return self._offsets
+
+    @property
+    def lengths(self) -> npt.NDArray[np.int64]:
+        """The number of ids of each text (``int64``)."""
+        return np.diff(self._offsets)
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    def __getitem__(self, key: Any) -> Any:
+        n = len(self)
+        if isinstance(key, slice):
+            start, stop, step = key.indices(n)
+            if step == 1:
+                stop = max(start, stop)
+                a, b = self._offsets[start], self._offsets[stop]
+                return TokenBatch(self._ids[a:b], self._offsets[start : stop + 1] - a)
+            return self._take(np.arange(start, stop, step))
+        try:
+            i = operator.index(key)
+        except TypeError:
+            # indices or a boolean mask: numpy checks the bounds and shapes
+            return self._take(np.arange(n)[np.asarray(key)])
+        if not -n <= i < n:
+            raise IndexError(f"TokenBatch index {i} is out of range for {n} texts")
+        if i < 0:
+            i += n
+        return self._ids[self._offsets[i] : self._offsets[i + 1]]
+
+    def _take(self, rows: npt.NDArray[np.intp]) -> TokenBatch:
+        rows = np.asarray(rows).reshape(-1)
+        counts = self.lengths[rows]
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        return TokenBatch(self._ids[_gather_positions(self._offsets[:-1][rows], counts)], offsets)
+
+    def __iter__(self) -> Iterator[npt.NDArray[Any]]:
+        ids = self._ids
+        for a, b in itertools.pairwise(self._offsets.tolist()):
+            yield ids[a:b]
+
+    def __repr__(self) -> str:
+        return f"TokenBatch({len(self)} texts, {len(self._ids)} tokens)"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (TokenBatch, (self._ids, self._offsets))
+
+    def tolist(self) -> list[list[int]]:
+        """The ids of each text as a list of Python ints (one list per text)."""
+        flat = self._ids.tolist()
+        return [flat[a:b] for a, b in itertools.pairwise(self._offsets.tolist())]
+
+    # -- padded 2-D forms -------------------------------------------------------------------
+
+    def padded(
+        self,
+        max_length: int | None = None,
+        *,
+        pad_id: int = 0,
+        side: Literal["right", "left"] = "right",
+        truncation: bool = True,
+        pad_to_multiple_of: int | None = None,
+        dtype: npt.DTypeLike = np.int64,
+    ) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+        """``(ids, attention_mask)``: 2-D arrays of shape ``(len(self), width)``.
+
+        Row ``i`` holds the ids of text ``i`` then ``pad_id`` (``side="right"``, for encoders),
+        or ``pad_id`` then the ids (``side="left"``, for decoders that generate after the last
+        token). ``attention_mask`` is 1 on ids and 0 on padding, in the same ``dtype`` as
+        ``ids`` (``int64`` by default, what PyTorch models take).
+
+        ``width`` is ``max_length`` when given (a fixed shape), else the longest row; either is
+        then rounded up to a multiple of ``pad_to_multiple_of``. Rows longer than
+        ``max_length`` keep their first ``max_length`` ids (truncation drops the end, whatever
+        ``side``); with ``truncation=False`` such a row raises ``ValueError`` naming it.
+
+        Vectorized: memory is a few bytes per cell of the ``(n, width)`` result.
+        """
+        if side not in ("right", "left"):
+            raise ValueError(f"side must be 'right' or 'left', got {side!r}")
+        out_dtype = np.dtype(dtype)
+        if out_dtype.kind not in "iu":
+            raise TypeError(f"dtype must be an integer type, got {out_dtype}")
+        info = np.iinfo(out_dtype)
+        pad_id = operator.index(pad_id)
+        if not info.min <= pad_id <= info.max:
+            raise ValueError(f"pad_id {pad_id} does not fit in {out_dtype}")
+        lengths = self.lengths
+        n = len(self)
+        longest = int(lengths.max()) if n else 0
+        if max_length is None:
+            width = longest
+        else:
+            max_length = operator.index(max_length)
+            if max_length < 0:
+                raise ValueError(f"max_length must be >= 0, got {max_length}")
+            if longest > max_length:
+                if not truncation:
+                    row = int(np.argmax(lengths > max_length))
+                    raise ValueError(
+                        f"row {row} has {int(lengths[row])} tokens, more than max_length={max_length} "
+                        "(pass truncation=True to keep its first max_length tokens)"
+                    )
+                lengths = np.minimum(lengths, max_length)
+            width = max_length
+        if pad_to_multiple_of is not None:
+            multiple = operator.index(pad_to_multiple_of)
+            if multiple <= 0:
+                raise ValueError(f"pad_to_multiple_of must be > 0, got {multiple}")
+            width = -(-width // multiple) * multiple
+
+        # The kept ids, in row order; the cells they go to, in the same row-major order.
+        if max_length is not None and longest > max_length:
+            kept = self._ids[_gather_positions(self._offsets[:-1], lengths)]
+        else:
+            kept = self._ids
+        if kept.size and not np.can_cast(kept.dtype, out_dtype):
+            lo, hi = int(kept.min()), int(kept.max())
+            if lo < info.min or hi > info.max:
+                raise ValueError(f"token id {hi if hi > info.max else lo} does not fit in {out_dtype}")
+        cols = np.arange(width, dtype=np.int64)
+        if side == "right":
+            mask = cols < lengths[:, None]
+        else:
+            mask = cols >= (width - lengths)[:, None]
+        ids = np.full((n, width), pad_id, dtype=out_dtype)
+        ids[mask] = kept
+        return ids, mask.astype(out_dtype)
+
+    def to_torch(
+        self,
+        max_length: int | None = None,
+        *,
+        padded: bool = True,
+        pad_id: int = 0,
+        side: Literal["right", "left"] = "right",
+        truncation: bool = True,
+        pad_to_multiple_of: int | None = None,
+        dtype: Any = None,
+    ) -> tuple[Any, Any]:
+        """:meth:`padded` as PyTorch tensors: ``(input_ids, attention_mask)``, made from the
+        numpy arrays without a copy. ``dtype`` is a torch (or numpy) integer dtype, default
+        ``torch.int64``.
+
+        With ``padded=False``: ``(ids, offsets)``, the ragged form as 1-D tensors: ``ids`` is
+        converted to ``dtype`` (a copy: torch has little ``uint32`` support), ``offsets`` is
+        ``int64`` and shares memory with :attr:`offsets`. The padding arguments are then unused.
+
+        Needs PyTorch (``pip install torch``); ferrotok itself does not depend on it.
+        """
+        try:
+            import torch
+        except ImportError as exc:
+            raise ImportError("TokenBatch.to_torch() needs PyTorch: pip install torch") from exc
+        if dtype is None:
+            np_dtype = np.dtype(np.int64)
+        elif isinstance(dtype, torch.dtype):
+            np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
+        else:
+            np_dtype = np.dtype(dtype)
+        if not padded:
+            if np_dtype.kind not in "iu":
+                raise TypeError(f"dtype must be an integer type, got {np_dtype}")
+            return torch.from_numpy(self._ids.astype(np_dtype)), torch.from_numpy(self._offsets)
+        ids, mask = self.padded(
+            max_length,
+            pad_id=pad_id,
+            side=side,
+            truncation=truncation,
+            pad_to_multiple_of=pad_to_multiple_of,
+            dtype=np_dtype,
+        )
+        return torch.from_numpy(ids), torch.from_numpy(mask)
+
+    def to_arrow(self) -> Any:
+        """The batch as a ``pyarrow.LargeListArray`` of ``uint32`` that shares this batch's
+        buffers (no copy): one list per text, e.g. a column for ``pyarrow.Table`` or a
+        Hugging Face ``datasets.Dataset``.
+
+        Needs pyarrow (``pip install pyarrow``); ferrotok itself does not depend on it.
+        """
+        try:
+            import pyarrow as pa
+        except ImportError as exc:
+            raise ImportError("TokenBatch.to_arrow() needs pyarrow: pip install pyarrow") from exc
+        return pa.LargeListArray.from_arrays(pa.array(self._offsets), pa.array(self._ids))
+
+
+# -- anything batch-like, back to the ragged form ----------------------------------------------
+
+
+def _is_torch(obj: Any) -> bool:
+    return hasattr(obj, "detach") and hasattr(obj, "cpu") and hasattr(obj, "numpy")
+
+
+def _int_array(obj: Any, what: str) -> npt.NDArray[Any]:
+    if _is_torch(obj):
+        obj = obj.detach().cpu().numpy()
+    arr = np.asarray(obj)
+    if arr.size == 0 and arr.dtype.kind not in "iu":
+        return np.empty(arr.shape, dtype=np.int64)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{what} must be integers, got an array of dtype {arr.dtype}")
+    if arr.dtype == np.uint64 and arr.size and arr.max() > np.iinfo(np.int64).max:
+        raise ValueError(f"token id {int(arr.max())} is not in the vocabulary")
+    return arr
+
+
+def as_ragged(batch: Any, attention_mask: Any = None) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """``(ids, offsets)``, both ``int64``, of anything ``decode_batch`` takes:
+
+    - a :class:`TokenBatch`;
+    - a 2-D integer array (numpy or torch): every row, all of its positions, or with
+      ``attention_mask`` (same shape) only the positions where the mask is non-zero, so
+      padding is dropped whichever side it is on;
+    - a list (or other iterable) of id sequences: lists, 1-D arrays or tensors, any lengths.
+    """
+    if isinstance(batch, TokenBatch):
+        if attention_mask is not None:
+            raise ValueError("attention_mask applies to a 2-D array of ids, not to a TokenBatch")
+        return batch.ids.astype(np.int64, copy=False), batch.offsets
+    if isinstance(batch, np.ndarray) and batch.dtype == object and batch.ndim == 1 and attention_mask is None:
+        batch = list(batch)  # an array of rows
+    elif _is_torch(batch) or isinstance(batch, np.ndarray) or attention_mask is not None:
+        arr = _int_array(batch, "token ids")
+        if arr.ndim != 2:
+            raise ValueError(
+                f"a batch array must be 2-D (rows of ids), got shape {arr.shape}; "
+                "decode one sequence with decode(), or pass a list of sequences"
+            )
+        n, width = arr.shape
+        if attention_mask is None:
+            ids = arr.reshape(-1)
+            offsets = np.arange(n + 1, dtype=np.int64) * width
+        else:
+            if _is_torch(attention_mask):
+                attention_mask = attention_mask.detach().cpu().numpy()
+            mask = np.asarray(attention_mask)
+            if mask.shape != arr.shape:
+                raise ValueError(f"attention_mask has shape {mask.shape}, the ids have shape {arr.shape}")
+            keep = mask != 0
+            ids = arr[keep]
+            offsets = np.zeros(n + 1, dtype=np.int64)
+            np.cumsum(keep.sum(axis=1), out=offsets[1:])
+        return np.ascontiguousarray(ids, dtype=np.int64), offsets
+    if isinstance(batch, (str, bytes)):
+        raise TypeError("decode_batch() expects a batch of token ids, not a str or bytes")
+    rows = []
+    for i, row in enumerate(batch):
+        arr = _int_array(row, f"row {i}")
+        if arr.ndim != 1:
+            raise ValueError(f"row {i} must be 1-D, got shape {arr.shape}")
+        rows.append(arr)
+    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(np.array([len(r) for r in rows], dtype=np.int64), out=offsets[1:])
+    ids = np.concatenate(rows).astype(np.int64, copy=False) if rows else np.empty(0, dtype=np.int64)
+    return ids, offsets
