@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["TokenBatch", "as_ragged"]
+__all__ = ["EncodingBatch", "TokenBatch", "as_ragged"]
 
 
 def _gather_positions(starts: npt.NDArray[np.int64], counts: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
@@ -107,7 +107,10 @@ class TokenBatch:
             i = operator.index(key)
         except TypeError:
             # indices or a boolean mask: numpy checks the bounds and shapes
-            return self._take(np.arange(n)[np.asarray(key)])
+            rows = np.asarray(key)
+            if rows.size == 0 and rows.dtype.kind not in "iub":
+                rows = rows.astype(np.intp)  # [] is a float64 array
+            return self._take(np.arange(n)[rows])
         if not -n <= i < n:
             raise IndexError(f"TokenBatch index {i} is out of range for {n} texts")
         if i < 0:
@@ -342,3 +345,6 @@ def as_ragged(batch: Any, attention_mask: Any = None) -> tuple[npt.NDArray[np.in
     np.cumsum(np.array([len(r) for r in rows], dtype=np.int64), out=offsets[1:])
     ids = np.concatenate(rows).astype(np.int64, copy=False) if rows else np.empty(0, dtype=np.int64)
     return ids, offsets
+
+
+# -- WordPiece batches: ids plus the other per-token arrays --------------------------------------

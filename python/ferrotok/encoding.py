@@ -215,6 +215,8 @@ class Encoding:
         """
         if isinstance(texts, (str, bytes)):
             raise TypeError("encode_batch() expects an iterable of str, not a single str or bytes")
+        if num_threads is not None and num_threads < 1:
+            raise ValueError(f"num_threads must be >= 1, got {num_threads}")
         allowed, disallowed = self._special_args(allowed_special, disallowed_special)
         extra = [s for s in disallowed if s not in self._special and s]
         if extra:
@@ -223,13 +225,13 @@ class Encoding:
                 if isinstance(text, str):
                     for s in extra:
                         if s in text:
-                            raise ValueError(f"Encountered text corresponding to disallowed special token {s!r}.")
+                            raise ValueError(
+                                f"Encountered text corresponding to disallowed special token {s!r}."
+                            )
         ids, offsets = self._core.encode_batch(texts, allowed, disallowed, num_threads)
         return TokenBatch(ids, offsets)
 
-    def decode_batch(
-        self, batch: Any, attention_mask: Any = None, *, errors: str = "replace"
-    ) -> list[str]:
+    def decode_batch(self, batch: Any, attention_mask: Any = None, *, errors: str = "replace") -> list[str]:
         """Decodes a :class:`TokenBatch`, a 2-D id array (padding dropped where
         ``attention_mask`` is 0), or a list of id sequences, to a list of strings."""
         ids, offsets = as_ragged(batch, attention_mask)

@@ -58,21 +58,33 @@ fn pool(threads: usize) -> Result<Arc<ThreadPool>> {
     Ok(pool)
 }
 
+/// Applies `f` to every item on `threads` threads; the results in order. The first error
+/// (in item order) wins.
+pub fn map_all<T, U, F>(items: &[T], threads: usize, f: F) -> Result<Vec<U>>
+where
+    T: Sync,
+    U: Send,
+    F: Fn(&T) -> Result<U> + Sync,
+{
+    if threads <= 1 || items.len() <= 1 {
+        items.iter().map(&f).collect()
+    } else {
+        pool(threads)?.install(|| items.par_iter().with_min_len(1).map(&f).collect())
+    }
+}
+
 /// Encodes every text with `encode` on `threads` threads (in order) into one ragged batch.
 pub fn encode_all<F>(texts: &[&str], threads: usize, encode: F) -> Result<Ragged>
 where
     F: Fn(&str) -> Result<Vec<Rank>> + Sync,
 {
+    let one = |(index, text): (usize, &&str)| {
+        encode(text).map_err(|e| Error::InText { index, source: Box::new(e) })
+    };
     let per_text: Vec<Vec<Rank>> = if threads <= 1 || texts.len() <= 1 {
-        texts.iter().map(|t| encode(t)).collect::<Result<_>>()?
+        texts.iter().enumerate().map(one).collect::<Result<_>>()?
     } else {
-        pool(threads)?.install(|| {
-            texts
-                .par_iter()
-                .with_min_len(1)
-                .map(|t| encode(t))
-                .collect::<Result<_>>()
-        })?
+        pool(threads)?.install(|| texts.par_iter().enumerate().map(one).collect::<Result<_>>())?
     };
     let total = per_text.iter().map(Vec::len).sum();
     let mut ragged = Ragged {

@@ -32,6 +32,13 @@ pub enum Error {
     /// A token id that the vocabulary does not have.
     #[error("token id {id} is not in the vocabulary (n_vocab = {n_vocab})")]
     UnknownId { id: i64, n_vocab: usize },
+    /// An error in one text of a batch.
+    #[error("texts[{index}]: {source}")]
+    InText {
+        index: usize,
+        #[source]
+        source: Box<Error>,
+    },
     /// The thread pool could not be started.
     #[error("could not start the thread pool: {0}")]
     Threads(String),

@@ -43,6 +43,18 @@ fn is_other(c: u8) -> bool {
     c & (S | L | N) == 0
 }
 
+/// `\p{N}{1,3}` with its first character ending at `end`: up to two more numbers.
+#[inline]
+fn up_to_three_numbers(cl: &Classifier, mut end: usize) -> usize {
+    for _ in 0..2 {
+        match cl.bytes.get(end).map(|_| cl.at(end)) {
+            Some((c, len)) if c & N != 0 => end += len,
+            _ => break,
+        }
+    }
+    end
+}
+
 /// The whitespace alternatives shared by the patterns, for a run starting at `i`:
 /// `\s+(?!\S)` keeps the run's last character for the next piece when the run is followed by
 /// a non-space, and a run of one character is a piece by itself (`\s` / `\s+`).
@@ -140,18 +152,7 @@ fn next_cl100k(cl: &Classifier, i: usize) -> usize {
     }
     // \p{N}{1,3}+
     if c0 & N != 0 {
-        let mut end = i + l0;
-        for _ in 0..2 {
-            if end < n {
-                let (c, len) = cl.at(end);
-                if c & N != 0 {
-                    end += len;
-                    continue;
-                }
-            }
-            break;
-        }
-        return end;
+        return up_to_three_numbers(cl, i + l0);
     }
     // ` ?[^\s\p{L}\p{N}]++[\r\n]*+`
     let s = if b[i] == b' ' { i + 1 } else { i };
@@ -245,18 +246,7 @@ fn next_o200k(cl: &Classifier, i: usize) -> usize {
     }
     // \p{N}{1,3}
     if c0 & N != 0 {
-        let mut end = i + l0;
-        for _ in 0..2 {
-            if end < n {
-                let (c, len) = cl.at(end);
-                if c & N != 0 {
-                    end += len;
-                    continue;
-                }
-            }
-            break;
-        }
-        return end;
+        return up_to_three_numbers(cl, i + l0);
     }
     // ` ?[^\s\p{L}\p{N}]+[\r\n/]*`
     let s = if b[i] == b' ' { i + 1 } else { i };
