@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["EncodingBatch", "TokenBatch", "as_ragged"]
+__all__ = ["TokenBatch", "as_ragged"]
 
 
 def _gather_positions(starts: npt.NDArray[np.int64], counts: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
