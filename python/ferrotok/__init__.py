@@ -8,7 +8,17 @@
 """
 
 from ._core import __version__
-from .batch import TokenBatch
+from .batch import EncodingBatch, TokenBatch
 from .encoding import Encoding, get_encoding, list_encodings
+from .tokenizer import Encoded, Tokenizer
 
-__all__ = ["Encoding", "TokenBatch", "__version__", "get_encoding", "list_encodings"]
+__all__ = [
+    "Encoded",
+    "Encoding",
+    "EncodingBatch",
+    "TokenBatch",
+    "Tokenizer",
+    "__version__",
+    "get_encoding",
+    "list_encodings",
+]

@@ -37,3 +37,66 @@ class CoreBPE:
     def tokens_bytes(self, ids: npt.NDArray[np.int64]) -> list[bytes]: ...
     def token_byte_values(self) -> list[bytes]: ...
     def token_id(self, token: bytes) -> int | None: ...
+
+_EncodingArrays = tuple[
+    npt.NDArray[np.uint32],  # ids
+    npt.NDArray[np.uint32],  # type_ids
+    npt.NDArray[np.uint32],  # attention_mask
+    npt.NDArray[np.uint32],  # special_tokens_mask
+    npt.NDArray[np.int64],  # offsets, (n, 2)
+    npt.NDArray[np.int64],  # word_ids
+]
+
+class CoreWordPiece:
+    @staticmethod
+    def from_file(path: str | os.PathLike[str]) -> CoreWordPiece: ...
+    @staticmethod
+    def from_json(text: str, origin: str) -> CoreWordPiece: ...
+    @staticmethod
+    def from_vocab(
+        path: str | os.PathLike[str],
+        lowercase: bool,
+        strip_accents: bool | None,
+        clean_text: bool,
+        handle_chinese_chars: bool,
+        unk_token: str,
+        sep_token: str,
+        cls_token: str,
+        pad_token: str,
+        mask_token: str,
+        wordpieces_prefix: str,
+        max_input_chars_per_word: int,
+    ) -> CoreWordPiece: ...
+    def with_truncation(
+        self, max_length: int | None, strategy: str = ..., stride: int = ..., direction: str = ...
+    ) -> CoreWordPiece: ...
+    def with_padding(
+        self,
+        enable: bool,
+        length: int | None = ...,
+        direction: str = ...,
+        pad_to_multiple_of: int | None = ...,
+        pad_id: int = ...,
+        pad_type_id: int = ...,
+        pad_token: str = ...,
+    ) -> CoreWordPiece: ...
+    @property
+    def truncation(self) -> tuple[int, str, int, str] | None: ...
+    @property
+    def padding(self) -> tuple[int | None, str, int | None, int, int, str] | None: ...
+    def encode(self, text: str, pair: str | None = None, add_special_tokens: bool = True) -> _EncodingArrays: ...
+    def encode_batch(
+        self,
+        texts: list[str],
+        pairs: list[str] | None = None,
+        add_special_tokens: bool = True,
+        num_threads: int | None = None,
+    ) -> tuple[_EncodingArrays, npt.NDArray[np.int64]]: ...
+    def decode(self, ids: npt.NDArray[np.int64], skip_special_tokens: bool = True) -> str: ...
+    def id_to_token(self, id: int) -> str | None: ...
+    def token_to_id(self, token: str) -> int | None: ...
+    def id_to_token_table(self) -> list[str | None]: ...
+    def vocab(self) -> list[tuple[str, int]]: ...
+    def added_tokens(self) -> list[tuple[str, int, bool]]: ...
+    @property
+    def vocab_size(self) -> int: ...

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["TokenBatch", "as_ragged"]
+__all__ = ["EncodingBatch", "TokenBatch", "as_ragged"]
 
 
 def _gather_positions(starts: npt.NDArray[np.int64], counts: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
@@ -348,3 +348,136 @@ def as_ragged(batch: Any, attention_mask: Any = None) -> tuple[npt.NDArray[np.in
 
 
 # -- WordPiece batches: ids plus the other per-token arrays --------------------------------------
+
+
+class EncodingBatch(TokenBatch):
+    """What ``Tokenizer.encode_batch`` returns: a :class:`TokenBatch` of the ids (ragged, row
+    ``i`` at ``ids[offsets[i]:offsets[i + 1]]``; indexing, slicing and :meth:`padded` work on
+    the ids) plus the other per-token arrays, flat in the same layout: :attr:`type_ids`,
+    :attr:`attention_mask`, :attr:`special_tokens_mask` (``uint32``), :attr:`token_offsets`
+    (``int64``, ``(n_tokens, 2)``, character offsets) and :attr:`word_ids` (``int64``, -1 for
+    added tokens).
+
+    :meth:`arrays` gives the 2-D model inputs; when the tokenizer pads (every row the same
+    length) they are views of the flat arrays. :meth:`encoding` gives row ``i`` as an
+    ``Encoded``.
+
+    >>> batch = tok.encode_batch(["hello world", "hi"])  # doctest: +SKIP
+    >>> batch.arrays()["attention_mask"].tolist()  # doctest: +SKIP
+    [[1, 1, 1, 1], [1, 1, 1, 0]]
+    """
+
+    __slots__ = ("_attention", "_special", "_token_offsets", "_tokenizer", "_type_ids", "_word_ids")
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        ids: npt.NDArray[np.uint32],
+        type_ids: npt.NDArray[np.uint32],
+        attention_mask: npt.NDArray[np.uint32],
+        special_tokens_mask: npt.NDArray[np.uint32],
+        token_offsets: npt.NDArray[np.int64],
+        word_ids: npt.NDArray[np.int64],
+        offsets: npt.NDArray[np.int64],
+    ) -> None:
+        super().__init__(ids, offsets)
+        n = len(self._ids)
+        for name, arr in (
+            ("type_ids", type_ids),
+            ("attention_mask", attention_mask),
+            ("special_tokens_mask", special_tokens_mask),
+            ("token_offsets", token_offsets),
+            ("word_ids", word_ids),
+        ):
+            if len(arr) != n:
+                raise ValueError(f"{name} has {len(arr)} entries, ids have {n}")
+        self._tokenizer = tokenizer
+        self._type_ids = type_ids
+        self._attention = attention_mask
+        self._special = special_tokens_mask
+        self._token_offsets = token_offsets
+        self._word_ids = word_ids
+
+    @property
+    def type_ids(self) -> npt.NDArray[np.uint32]:
+        """Flat type ids (0 first text, 1 second text of a pair), laid out like :attr:`ids`."""
+        return self._type_ids
+
+    @property
+    def attention_mask(self) -> npt.NDArray[np.uint32]:
+        """Flat attention mask (0 on padding), laid out like :attr:`ids`."""
+        return self._attention
+
+    @property
+    def special_tokens_mask(self) -> npt.NDArray[np.uint32]:
+        """Flat mask of the tokens the template or padding added."""
+        return self._special
+
+    @property
+    def token_offsets(self) -> npt.NDArray[np.int64]:
+        """``(n_tokens, 2)`` character offsets of every token into its own text."""
+        return self._token_offsets
+
+    @property
+    def word_ids(self) -> npt.NDArray[np.int64]:
+        """Flat word index of every token (-1 for added tokens)."""
+        return self._word_ids
+
+    def __repr__(self) -> str:
+        return f"EncodingBatch({len(self)} texts, {len(self._ids)} tokens)"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # the tokenizer is not pickled: a pickled batch comes back as its ids
+        return (TokenBatch, (self._ids, self._offsets))
+
+    def encoding(self, i: int) -> Any:
+        """Row ``i`` as an ``Encoded`` (numpy views, no copy)."""
+        from .tokenizer import Encoded
+
+        n = len(self)
+        i = operator.index(i)
+        if not -n <= i < n:
+            raise IndexError(f"EncodingBatch index {i} is out of range for {n} texts")
+        if i < 0:
+            i += n
+        a, b = int(self._offsets[i]), int(self._offsets[i + 1])
+        return Encoded(
+            self._tokenizer,
+            self._ids[a:b],
+            self._type_ids[a:b],
+            self._attention[a:b],
+            self._special[a:b],
+            self._token_offsets[a:b],
+            self._word_ids[a:b],
+        )
+
+    @property
+    def encodings(self) -> list[Any]:
+        """Every row as an ``Encoded``."""
+        return [self.encoding(i) for i in range(len(self))]
+
+    def arrays(self, *, dtype: npt.DTypeLike = np.int64) -> dict[str, npt.NDArray[Any]]:
+        """The 2-D model inputs ``{"input_ids", "token_type_ids", "attention_mask"}``, shape
+        ``(len(self), width)``, in ``dtype`` (``int64``, what PyTorch models take).
+
+        Rows the tokenizer padded are used as they are; rows of different lengths (padding
+        disabled) are padded on the right to the longest with id 0, type 0 and mask 0.
+        """
+        lengths = self.lengths
+        n = len(self)
+        if n and np.all(lengths == lengths[0]):
+            width = int(lengths[0])
+
+            def grid(flat: npt.NDArray[Any]) -> npt.NDArray[Any]:
+                return flat.reshape(n, width).astype(dtype, copy=False)
+
+        else:
+
+            def grid(flat: npt.NDArray[Any]) -> npt.NDArray[Any]:
+                return TokenBatch(flat, self._offsets).padded(dtype=dtype)[0]
+
+        return {
+            "input_ids": grid(self._ids),
+            "token_type_ids": grid(self._type_ids),
+            "attention_mask": grid(self._attention),
+        }

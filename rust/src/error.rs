@@ -52,6 +52,18 @@ pub enum Error {
          To disable this check for all special tokens, pass `disallowed_special=()`."
     )]
     DisallowedSpecial { token: String, pos: usize },
+    /// A tokenizer.json component (normalizer, pre-tokenizer, model, ...) or option that
+    /// ferrotok does not implement: refused rather than silently tokenizing differently.
+    #[error("{origin}: unsupported {component} {name}; {supported}")]
+    Unsupported {
+        origin: String,
+        component: String,
+        name: String,
+        supported: String,
+    },
+    /// Truncation settings that cannot be met (Hugging Face's wording).
+    #[error("Truncation error: {0}")]
+    Truncation(String),
 }
 
 impl Error {
@@ -59,6 +71,17 @@ impl Error {
         Error::Invalid {
             origin: origin.to_string(),
             msg,
+        }
+    }
+}
+
+impl Error {
+    pub(crate) fn unsupported(origin: &str, component: &str, name: &str, supported: &str) -> Self {
+        Error::Unsupported {
+            origin: origin.to_string(),
+            component: component.to_string(),
+            name: name.to_string(),
+            supported: supported.to_string(),
         }
     }
 }

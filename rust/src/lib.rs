@@ -2,12 +2,15 @@
 //! (`py`, behind the `python` feature) is the only place that does.
 
 pub mod batch;
+pub mod bert;
 pub mod bpe;
 pub mod error;
+pub mod hf;
 pub mod pretok;
 pub mod registry;
 pub mod special;
 pub mod vocab;
+pub mod wordpiece;
 
 #[cfg(feature = "python")]
 mod py;
@@ -17,3 +20,4 @@ pub use error::{Error, Result};
 pub use pretok::Pretokenizer;
 pub use special::{SpecialSet, SpecialTokens};
 pub use vocab::{Rank, Vocab};
+pub use wordpiece::WordPiece;

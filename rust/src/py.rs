@@ -3,17 +3,21 @@
 //! Python exceptions. The friendly API is `python/ferrotok/*.py`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use numpy::{PyArray1, PyReadonlyArray1};
+use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1};
 use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 
 use crate::batch;
+use crate::bert::BertNormalizer;
 use crate::bpe::Bpe;
 use crate::error::Error;
+use crate::hf;
 use crate::registry;
 use crate::vocab::{Rank, Vocab};
+use crate::wordpiece::{Encoding, Padding, Settings, Truncation, TruncationStrategy, WordPiece};
 
 fn to_py(err: Error) -> PyErr {
     match &err {
@@ -272,6 +276,337 @@ fn texts_of<'py>(texts: &Bound<'py, PyAny>) -> PyResult<Vec<Bound<'py, PyString>
     Ok(out)
 }
 
+/// `(ids, type_ids, attention_mask, special_tokens_mask, offsets (n, 2), word_ids)`.
+type EncodingArrays<'py> = (
+    Bound<'py, PyArray1<u32>>,
+    Bound<'py, PyArray1<u32>>,
+    Bound<'py, PyArray1<u32>>,
+    Bound<'py, PyArray1<u32>>,
+    Bound<'py, PyArray2<i64>>,
+    Bound<'py, PyArray1<i64>>,
+);
+
+fn encoding_arrays(py: Python<'_>, e: Encoding) -> PyResult<EncodingArrays<'_>> {
+    let n = e.ids.len();
+    let offsets = PyArray1::from_vec(py, e.offsets.into_flattened()).reshape([n, 2])?;
+    Ok((
+        PyArray1::from_vec(py, e.ids),
+        PyArray1::from_vec(py, e.type_ids),
+        PyArray1::from_vec(py, e.attention),
+        PyArray1::from_vec(py, e.special),
+        offsets,
+        PyArray1::from_vec(py, e.words),
+    ))
+}
+
+/// `(max_length, strategy, stride, direction)`.
+type TruncationTuple = (usize, &'static str, usize, &'static str);
+/// `(length or None, direction, pad_to_multiple_of, pad_id, pad_type_id, pad_token)`.
+type PaddingTuple = (Option<usize>, &'static str, Option<usize>, u32, u32, String);
+
+/// A WordPiece (BERT) tokenizer (wrapped by `ferrotok.Tokenizer`). The vocabulary is shared
+/// between the copies that `with_truncation` / `with_padding` make.
+#[pyclass(frozen, module = "ferrotok._core", name = "CoreWordPiece")]
+pub struct PyWordPiece {
+    core: Arc<WordPiece>,
+    settings: Settings,
+}
+
+#[pymethods]
+impl PyWordPiece {
+    /// Loads a Hugging Face `tokenizer.json`.
+    #[staticmethod]
+    fn from_file(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        let core = py.detach(|| hf::from_file(&path)).map_err(to_py)?;
+        let settings = core.settings.clone();
+        Ok(PyWordPiece {
+            core: Arc::new(core),
+            settings,
+        })
+    }
+
+    /// Parses the text of a `tokenizer.json` (`origin` names it in errors).
+    #[staticmethod]
+    fn from_json(py: Python<'_>, text: &str, origin: &str) -> PyResult<Self> {
+        let core = py.detach(|| hf::from_json(text, origin)).map_err(to_py)?;
+        let settings = core.settings.clone();
+        Ok(PyWordPiece {
+            core: Arc::new(core),
+            settings,
+        })
+    }
+
+    /// Loads a BERT `vocab.txt` as HF's `BertWordPieceTokenizer` does.
+    #[staticmethod]
+    #[allow(clippy::too_many_arguments)]
+    fn from_vocab(
+        py: Python<'_>,
+        path: PathBuf,
+        lowercase: bool,
+        strip_accents: Option<bool>,
+        clean_text: bool,
+        handle_chinese_chars: bool,
+        unk_token: String,
+        sep_token: String,
+        cls_token: String,
+        pad_token: String,
+        mask_token: String,
+        wordpieces_prefix: String,
+        max_input_chars_per_word: usize,
+    ) -> PyResult<Self> {
+        let opts = hf::VocabOptions {
+            normalizer: BertNormalizer::new(
+                clean_text,
+                handle_chinese_chars,
+                strip_accents,
+                lowercase,
+            ),
+            unk_token,
+            sep_token,
+            cls_token,
+            pad_token,
+            mask_token,
+            prefix: wordpieces_prefix,
+            max_input_chars_per_word,
+        };
+        let core = py
+            .detach(|| hf::from_vocab_txt(&path, &opts))
+            .map_err(to_py)?;
+        Ok(PyWordPiece {
+            core: Arc::new(core),
+            settings: Settings::default(),
+        })
+    }
+
+    /// A copy with this truncation (`max_length=None`: none).
+    #[pyo3(signature = (max_length, strategy="longest_first", stride=0, direction="right"))]
+    fn with_truncation(
+        &self,
+        max_length: Option<usize>,
+        strategy: &str,
+        stride: usize,
+        direction: &str,
+    ) -> PyResult<Self> {
+        let mut settings = self.settings.clone();
+        settings.truncation = match max_length {
+            None => None,
+            Some(max_length) => Some(Truncation {
+                max_length,
+                strategy: match strategy {
+                    "longest_first" => TruncationStrategy::LongestFirst,
+                    "only_first" => TruncationStrategy::OnlyFirst,
+                    "only_second" => TruncationStrategy::OnlySecond,
+                    s => {
+                        return Err(PyValueError::new_err(format!(
+                            "strategy must be 'longest_first', 'only_first' or 'only_second', got {s:?}"
+                        )))
+                    }
+                },
+                stride,
+                left: side(direction)?,
+            }),
+        };
+        Ok(PyWordPiece {
+            core: self.core.clone(),
+            settings,
+        })
+    }
+
+    /// A copy with this padding (`enable=False`: none; `length=None`: the batch's longest).
+    #[pyo3(signature = (enable, length=None, direction="right", pad_to_multiple_of=None, pad_id=0, pad_type_id=0, pad_token="[PAD]".to_string()))]
+    #[allow(clippy::too_many_arguments)]
+    fn with_padding(
+        &self,
+        enable: bool,
+        length: Option<usize>,
+        direction: &str,
+        pad_to_multiple_of: Option<usize>,
+        pad_id: u32,
+        pad_type_id: u32,
+        pad_token: String,
+    ) -> PyResult<Self> {
+        let mut settings = self.settings.clone();
+        settings.padding = if enable {
+            Some(Padding {
+                length,
+                left: side(direction)?,
+                pad_to_multiple_of,
+                pad_id,
+                pad_type_id,
+                pad_token,
+            })
+        } else {
+            None
+        };
+        Ok(PyWordPiece {
+            core: self.core.clone(),
+            settings,
+        })
+    }
+
+    #[getter]
+    fn truncation(&self) -> Option<TruncationTuple> {
+        self.settings.truncation.as_ref().map(|t| {
+            let strategy = match t.strategy {
+                TruncationStrategy::LongestFirst => "longest_first",
+                TruncationStrategy::OnlyFirst => "only_first",
+                TruncationStrategy::OnlySecond => "only_second",
+            };
+            (
+                t.max_length,
+                strategy,
+                t.stride,
+                if t.left { "left" } else { "right" },
+            )
+        })
+    }
+
+    #[getter]
+    fn padding(&self) -> Option<PaddingTuple> {
+        self.settings.padding.as_ref().map(|p| {
+            (
+                p.length,
+                if p.left { "left" } else { "right" },
+                p.pad_to_multiple_of,
+                p.pad_id,
+                p.pad_type_id,
+                p.pad_token.clone(),
+            )
+        })
+    }
+
+    /// One text or pair: `(ids, type_ids, attention_mask, special_tokens_mask, offsets,
+    /// word_ids)`.
+    #[pyo3(signature = (text, pair=None, add_special_tokens=true))]
+    fn encode<'py>(
+        &self,
+        py: Python<'py>,
+        text: &str,
+        pair: Option<&str>,
+        add_special_tokens: bool,
+    ) -> PyResult<EncodingArrays<'py>> {
+        let e = py
+            .detach(|| {
+                self.core
+                    .encode(text, pair, add_special_tokens, &self.settings)
+            })
+            .map_err(to_py)?;
+        encoding_arrays(py, e)
+    }
+
+    /// Many texts (and pairs) on a thread pool: the flat arrays of `encode` plus row offsets.
+    #[pyo3(signature = (texts, pairs=None, add_special_tokens=true, num_threads=None))]
+    fn encode_batch<'py>(
+        &self,
+        py: Python<'py>,
+        texts: Vec<String>,
+        pairs: Option<Vec<String>>,
+        add_special_tokens: bool,
+        num_threads: Option<usize>,
+    ) -> PyResult<(EncodingArrays<'py>, Bound<'py, PyArray1<i64>>)> {
+        if let Some(p) = &pairs {
+            if p.len() != texts.len() {
+                return Err(PyValueError::new_err(format!(
+                    "{} texts but {} pairs",
+                    texts.len(),
+                    p.len()
+                )));
+            }
+        }
+        let inputs: Vec<(&str, Option<&str>)> = match &pairs {
+            Some(p) => texts
+                .iter()
+                .zip(p)
+                .map(|(a, b)| (a.as_str(), Some(b.as_str())))
+                .collect(),
+            None => texts.iter().map(|a| (a.as_str(), None)).collect(),
+        };
+        let threads = batch::thread_count(num_threads);
+        let b = py
+            .detach(|| {
+                self.core
+                    .encode_batch(&inputs, add_special_tokens, &self.settings, threads)
+            })
+            .map_err(to_py)?;
+        Ok((
+            encoding_arrays(py, b.rows)?,
+            PyArray1::from_vec(py, b.row_offsets),
+        ))
+    }
+
+    /// Text of `ids` (HF's WordPiece decoder); unknown ids raise `ValueError`.
+    #[pyo3(signature = (ids, skip_special_tokens=true))]
+    fn decode(
+        &self,
+        py: Python<'_>,
+        ids: PyReadonlyArray1<'_, i64>,
+        skip_special_tokens: bool,
+    ) -> PyResult<String> {
+        let ids = ids.as_slice()?;
+        py.detach(|| self.core.decode(ids, skip_special_tokens))
+            .map_err(to_py)
+    }
+
+    fn id_to_token(&self, id: i64) -> Option<&str> {
+        u32::try_from(id)
+            .ok()
+            .and_then(|i| self.core.id_to_token(i))
+    }
+
+    fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.core.token_to_id(token)
+    }
+
+    /// Token of every id below `vocab_size`'s bound (None for holes), for lazy `tokens`.
+    fn id_to_token_table(&self) -> Vec<Option<&str>> {
+        let n = self
+            .core
+            .model()
+            .vocab()
+            .map(|(_, id)| id as usize + 1)
+            .chain(self.core.added_tokens().iter().map(|a| a.id as usize + 1))
+            .max()
+            .unwrap_or(0);
+        (0..n as u32).map(|i| self.core.id_to_token(i)).collect()
+    }
+
+    /// `(token, id)` of the model vocabulary and the added tokens.
+    fn vocab(&self) -> Vec<(&str, u32)> {
+        let mut v: Vec<(&str, u32)> = self.core.model().vocab().collect();
+        v.extend(
+            self.core
+                .added_tokens()
+                .iter()
+                .map(|a| (a.content.as_str(), a.id)),
+        );
+        v
+    }
+
+    /// `(content, id, special)` of each added token.
+    fn added_tokens(&self) -> Vec<(&str, u32, bool)> {
+        self.core
+            .added_tokens()
+            .iter()
+            .map(|a| (a.content.as_str(), a.id, a.special))
+            .collect()
+    }
+
+    #[getter]
+    fn vocab_size(&self) -> usize {
+        self.core.vocab_size()
+    }
+}
+
+fn side(direction: &str) -> PyResult<bool> {
+    match direction {
+        "right" => Ok(false),
+        "left" => Ok(true),
+        d => Err(PyValueError::new_err(format!(
+            "direction must be 'right' or 'left', got {d:?}"
+        ))),
+    }
+}
+
 /// Names of the encodings embedded in the package.
 #[pyfunction]
 fn embedded_encodings() -> Vec<&'static str> {
@@ -281,6 +616,7 @@ fn embedded_encodings() -> Vec<&'static str> {
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyBpe>()?;
+    m.add_class::<PyWordPiece>()?;
     m.add_function(wrap_pyfunction!(embedded_encodings, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
