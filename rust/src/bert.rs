@@ -1,0 +1,399 @@
+//! BERT's normalizer and pre-tokenizer, fused into one streaming pass that cuts the original
+//! text into words, each word carrying, per byte, the index of the ORIGINAL character it came
+//! from (so token offsets are character offsets into the caller's text).
+//!
+//! Semantics are Hugging Face tokenizers' `BertNormalizer` then `BertPreTokenizer`:
+//!
+//! 1. clean_text: drop U+0000, U+FFFD and "control" characters (Cc, Cf, Co as the
+//!    `unicode_categories` crate tabulates them, but not `\t \n \r`); map whitespace to ' '.
+//! 2. handle_chinese_chars: put spaces around CJK ideographs.
+//! 3. strip_accents (defaults to `lowercase`): NFD (with canonical reordering of combining
+//!    marks), then drop nonspacing marks (Mn).
+//! 4. lowercase: `char::to_lowercase` (one char may become several).
+//! 5. split on whitespace (removed) and on punctuation (ASCII punctuation or Unicode P*),
+//!    each punctuation character its own word.
+//!
+//! Every normalized character maps to exactly the original character it came from. The
+//! category tables are those of the `unicode_categories` crate, the one HF uses, so the same
+//! characters count as control or punctuation.
+//!
+//! Complexity: O(n) in the text, no allocation per word (the word buffer is reused).
+
+use unicode_categories::UnicodeCategories;
+use unicode_normalization::char::{canonical_combining_class, decompose_canonical};
+
+/// The options of `BertNormalizer` (`strip_accents` already resolved from `lowercase`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BertNormalizer {
+    pub clean_text: bool,
+    pub handle_chinese_chars: bool,
+    pub strip_accents: bool,
+    pub lowercase: bool,
+}
+
+impl Default for BertNormalizer {
+    fn default() -> Self {
+        BertNormalizer {
+            clean_text: true,
+            handle_chinese_chars: true,
+            strip_accents: true,
+            lowercase: true,
+        }
+    }
+}
+
+impl BertNormalizer {
+    /// HF's constructor: `strip_accents = None` follows `lowercase`.
+    pub fn new(
+        clean_text: bool,
+        handle_chinese_chars: bool,
+        strip_accents: Option<bool>,
+        lowercase: bool,
+    ) -> Self {
+        BertNormalizer {
+            clean_text,
+            handle_chinese_chars,
+            strip_accents: strip_accents.unwrap_or(lowercase),
+            lowercase,
+        }
+    }
+
+    /// A normalizer that changes nothing (tokenizer.json with `"normalizer": null`).
+    pub fn identity() -> Self {
+        BertNormalizer {
+            clean_text: false,
+            handle_chinese_chars: false,
+            strip_accents: false,
+            lowercase: false,
+        }
+    }
+}
+
+fn is_control(c: char) -> bool {
+    !matches!(c, '\t' | '\n' | '\r') && c.is_other()
+}
+
+/// CJK ideographs as HF's BertNormalizer defines them (note the gap at U+2B820..U+2B91F).
+fn is_chinese_char(c: char) -> bool {
+    matches!(c as u32,
+        0x4E00..=0x9FFF
+        | 0x3400..=0x4DBF
+        | 0x20000..=0x2A6DF
+        | 0x2A700..=0x2B73F
+        | 0x2B740..=0x2B81F
+        | 0x2B920..=0x2CEAF
+        | 0xF900..=0xFAFF
+        | 0x2F800..=0x2FA1F)
+}
+
+fn is_bert_punct(c: char) -> bool {
+    c.is_ascii_punctuation() || c.is_punctuation()
+}
+
+/// What an ASCII byte becomes: dropped, a word boundary, a punctuation word, or a letter.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ascii {
+    Drop,
+    Space,
+    Punct(u8),
+    Keep(u8),
+}
+
+/// The streaming normalizer + pre-tokenizer. `words` calls back with each word: its
+/// normalized text and, per byte, the index of the original character (relative to the
+/// `char_base` given).
+pub struct BertSplitter {
+    norm: BertNormalizer,
+    ascii: [Ascii; 128],
+}
+
+/// Reusable buffers for one pass.
+#[derive(Default)]
+pub struct WordBuf {
+    /// The normalized text of the current word.
+    pub word: String,
+    /// Per byte of `word`: the index of the original character it came from.
+    pub align: Vec<u32>,
+    /// Combining marks (ccc != 0) waiting for canonical reordering: (char, original index).
+    pending: Vec<(char, u32, u8)>,
+}
+
+impl BertSplitter {
+    pub fn new(norm: BertNormalizer) -> Self {
+        let mut ascii = [Ascii::Drop; 128];
+        for (b, slot) in ascii.iter_mut().enumerate() {
+            let c = b as u8 as char;
+            let c = if norm.lowercase {
+                c.to_ascii_lowercase()
+            } else {
+                c
+            };
+            *slot = if (b == 0 || is_control(c)) && norm.clean_text {
+                Ascii::Drop
+            } else if c.is_whitespace() {
+                Ascii::Space
+            } else if is_bert_punct(c) {
+                Ascii::Punct(c as u8)
+            } else {
+                Ascii::Keep(c as u8)
+            };
+        }
+        BertSplitter { norm, ascii }
+    }
+
+    pub fn normalizer(&self) -> BertNormalizer {
+        self.norm
+    }
+
+    /// Cuts `text` into words. `on_word(buf)` sees `buf.word` / `buf.align` (never empty) and
+    /// must leave them as they are (they are cleared here). Original character indices start
+    /// at `char_base`. Returns the number of characters of `text`.
+    pub fn split<E>(
+        &self,
+        text: &str,
+        char_base: u32,
+        buf: &mut WordBuf,
+        on_word: &mut dyn FnMut(&WordBuf) -> Result<(), E>,
+    ) -> Result<u32, E> {
+        buf.word.clear();
+        buf.align.clear();
+        buf.pending.clear();
+        let bytes = text.as_bytes();
+        let mut i = 0;
+        let mut ci = char_base;
+        while i < bytes.len() {
+            let b = bytes[i];
+            if b < 0x80 && buf.pending.is_empty() {
+                match self.ascii[b as usize] {
+                    Ascii::Drop => {}
+                    Ascii::Space => flush(buf, on_word)?,
+                    Ascii::Punct(p) => {
+                        flush(buf, on_word)?;
+                        buf.word.push(p as char);
+                        buf.align.push(ci);
+                        flush(buf, on_word)?;
+                    }
+                    Ascii::Keep(k) => {
+                        buf.word.push(k as char);
+                        buf.align.push(ci);
+                    }
+                }
+                i += 1;
+            } else {
+                let c = text[i..].chars().next().unwrap_or('\u{fffd}');
+                i += c.len_utf8();
+                self.clean(c, ci, buf, on_word)?;
+            }
+            ci += 1;
+        }
+        self.flush_pending(buf, on_word)?;
+        flush(buf, on_word)?;
+        Ok(ci - char_base)
+    }
+
+    fn clean<E>(
+        &self,
+        c: char,
+        ci: u32,
+        buf: &mut WordBuf,
+        on_word: &mut dyn FnMut(&WordBuf) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let c = if self.norm.clean_text {
+            if c == '\0' || c == '\u{fffd}' || is_control(c) {
+                return Ok(());
+            }
+            if c.is_whitespace() {
+                ' '
+            } else {
+                c
+            }
+        } else {
+            c
+        };
+        if self.norm.handle_chinese_chars && is_chinese_char(c) {
+            self.decompose(' ', ci, buf, on_word)?;
+            self.decompose(c, ci, buf, on_word)?;
+            self.decompose(' ', ci, buf, on_word)
+        } else {
+            self.decompose(c, ci, buf, on_word)
+        }
+    }
+
+    /// NFD with canonical reordering, then dropping Mn (when stripping accents).
+    fn decompose<E>(
+        &self,
+        c: char,
+        ci: u32,
+        buf: &mut WordBuf,
+        on_word: &mut dyn FnMut(&WordBuf) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if !self.norm.strip_accents {
+            return self.lower(c, ci, buf, on_word);
+        }
+        if (c as u32) < 0xC0 {
+            self.flush_pending(buf, on_word)?;
+            return self.lower(c, ci, buf, on_word);
+        }
+        let mut result = Ok(());
+        decompose_canonical(c, |d| {
+            if result.is_err() {
+                return;
+            }
+            let ccc = canonical_combining_class(d);
+            if ccc == 0 {
+                result = self
+                    .flush_pending(buf, on_word)
+                    .and_then(|()| self.unmark(d, ci, buf, on_word));
+            } else {
+                // stable insertion by combining class
+                let at = buf
+                    .pending
+                    .iter()
+                    .rposition(|&(_, _, k)| k <= ccc)
+                    .map_or(0, |p| p + 1);
+                buf.pending.insert(at, (d, ci, ccc));
+            }
+        });
+        result
+    }
+
+    fn flush_pending<E>(
+        &self,
+        buf: &mut WordBuf,
+        on_word: &mut dyn FnMut(&WordBuf) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if buf.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut buf.pending);
+        for &(d, ci, _) in &pending {
+            self.unmark(d, ci, buf, on_word)?;
+        }
+        buf.pending = pending;
+        buf.pending.clear();
+        Ok(())
+    }
+
+    fn unmark<E>(
+        &self,
+        c: char,
+        ci: u32,
+        buf: &mut WordBuf,
+        on_word: &mut dyn FnMut(&WordBuf) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if c.is_mark_nonspacing() {
+            return Ok(());
+        }
+        self.lower(c, ci, buf, on_word)
+    }
+
+    fn lower<E>(
+        &self,
+        c: char,
+        ci: u32,
+        buf: &mut WordBuf,
+        on_word: &mut dyn FnMut(&WordBuf) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if self.norm.lowercase {
+            for l in c.to_lowercase() {
+                classify(l, ci, buf, on_word)?;
+            }
+            Ok(())
+        } else {
+            classify(c, ci, buf, on_word)
+        }
+    }
+}
+
+fn classify<E>(
+    c: char,
+    ci: u32,
+    buf: &mut WordBuf,
+    on_word: &mut dyn FnMut(&WordBuf) -> Result<(), E>,
+) -> Result<(), E> {
+    if c.is_whitespace() {
+        flush(buf, on_word)
+    } else if is_bert_punct(c) {
+        flush(buf, on_word)?;
+        push(buf, c, ci);
+        flush(buf, on_word)
+    } else {
+        push(buf, c, ci);
+        Ok(())
+    }
+}
+
+fn push(buf: &mut WordBuf, c: char, ci: u32) {
+    buf.word.push(c);
+    for _ in 0..c.len_utf8() {
+        buf.align.push(ci);
+    }
+}
+
+fn flush<E>(
+    buf: &mut WordBuf,
+    on_word: &mut dyn FnMut(&WordBuf) -> Result<(), E>,
+) -> Result<(), E> {
+    if !buf.word.is_empty() {
+        on_word(buf)?;
+        buf.word.clear();
+        buf.align.clear();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(norm: BertNormalizer, text: &str) -> Vec<(String, u32, u32)> {
+        let s = BertSplitter::new(norm);
+        let mut out = Vec::new();
+        let mut buf = WordBuf::default();
+        s.split::<()>(text, 0, &mut buf, &mut |b| {
+            out.push((b.word.clone(), b.align[0], b.align[b.align.len() - 1] + 1));
+            Ok(())
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn splits_like_bert() {
+        let w = words(
+            BertNormalizer::default(),
+            "Hey friend!  Héllo,野口 a\u{200b}b",
+        );
+        let got: Vec<_> = w.iter().map(|(s, a, b)| (s.as_str(), *a, *b)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("hey", 0, 3),
+                ("friend", 4, 10),
+                ("!", 10, 11),
+                ("hello", 13, 18),
+                (",", 18, 19),
+                ("野", 19, 20),
+                ("口", 20, 21),
+                ("ab", 22, 25),
+            ]
+        );
+    }
+
+    #[test]
+    fn cased_keeps_accents_and_case() {
+        let norm = BertNormalizer::new(true, true, None, false);
+        let w = words(norm, "Héllo İ");
+        assert_eq!(w[0].0, "Héllo");
+        assert_eq!(w[1].0, "İ");
+        let lower_only = BertNormalizer::new(true, true, Some(false), true);
+        assert_eq!(words(lower_only, "İ")[0].0, "i\u{307}");
+    }
+
+    #[test]
+    fn combining_marks_are_reordered_before_stripping() {
+        // ccc 220 (below) sorts before ccc 230 (above); both are Mn and dropped
+        let w = words(BertNormalizer::default(), "a\u{301}\u{323}b");
+        assert_eq!(w, vec![("ab".to_string(), 0, 4)]);
+    }
+}

@@ -1,0 +1,936 @@
+//! WordPiece (BERT family): the model, and the whole pipeline Hugging Face tokenizers runs
+//! for a BERT `tokenizer.json`: added (special) tokens split out of the original text,
+//! [`BertSplitter`] (normalizer + pre-tokenizer), greedy longest-match-first WordPiece,
+//! truncation, the `[CLS] A [SEP] B [SEP]` template, padding, and the WordPiece decoder.
+//!
+//! Offsets are CHARACTER offsets into the original text (of the sequence they belong to), as
+//! HF's Python `encode` gives them. Loading `tokenizer.json` / `vocab.txt` is in `hf.rs`.
+//!
+//! Complexity: linear in the text. Per word, WordPiece looks up at most
+//! `max_token_bytes` candidate pieces per emitted token (one hash lookup each); words over
+//! `max_input_chars_per_word` characters are `[UNK]` at once.
+
+use aho_corasick::{AhoCorasick, MatchKind};
+use hashbrown::HashMap;
+use rustc_hash::FxBuildHasher;
+
+use crate::batch;
+use crate::bert::{BertNormalizer, BertSplitter, WordBuf};
+use crate::error::{Error, Result};
+
+type Map = HashMap<Box<str>, u32, FxBuildHasher>;
+
+/// The WordPiece model: vocabulary, `[UNK]`, continuation prefix, word length limit.
+pub struct Model {
+    /// Every vocabulary entry (what a word-initial piece is looked up in).
+    vocab: Map,
+    /// Entries that start with the continuation prefix, keyed by the rest.
+    cont: Map,
+    max_bytes: usize,
+    max_cont_bytes: usize,
+    unk_token: String,
+    unk: Option<u32>,
+    prefix: String,
+    max_input_chars_per_word: usize,
+    id_to_token: Vec<Option<Box<str>>>,
+}
+
+impl Model {
+    /// `vocab` is `(token, id)` pairs; a token given twice keeps its last id (as HF's
+    /// vocab.txt reader does).
+    pub fn new(
+        vocab: Vec<(String, u32)>,
+        unk_token: String,
+        prefix: String,
+        max_input_chars_per_word: usize,
+    ) -> Self {
+        let mut map = Map::with_capacity_and_hasher(vocab.len(), FxBuildHasher);
+        for (t, id) in vocab {
+            map.insert(t.into_boxed_str(), id);
+        }
+        let mut cont = Map::with_hasher(FxBuildHasher);
+        let mut max_bytes = 0;
+        let mut max_cont_bytes = 0;
+        let n = map.values().map(|&id| id as usize + 1).max().unwrap_or(0);
+        let mut id_to_token = vec![None; n];
+        for (t, &id) in &map {
+            max_bytes = max_bytes.max(t.len());
+            if !prefix.is_empty() {
+                if let Some(rest) = t.strip_prefix(prefix.as_str()) {
+                    max_cont_bytes = max_cont_bytes.max(rest.len());
+                    cont.insert(rest.into(), id);
+                }
+            }
+            let slot = &mut id_to_token[id as usize];
+            // deterministic when two tokens share an id: keep the smaller string
+            if slot.as_deref().is_none_or(|s: &str| t.as_ref() < s) {
+                *slot = Some(t.clone());
+            }
+        }
+        let unk = map.get(unk_token.as_str()).copied();
+        Model {
+            vocab: map,
+            cont,
+            max_bytes,
+            max_cont_bytes,
+            unk_token,
+            unk,
+            prefix,
+            max_input_chars_per_word,
+            id_to_token,
+        }
+    }
+
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.vocab.get(token).copied()
+    }
+
+    pub fn id_to_token(&self, id: u32) -> Option<&str> {
+        self.id_to_token.get(id as usize)?.as_deref()
+    }
+
+    pub fn vocab(&self) -> impl Iterator<Item = (&str, u32)> {
+        self.vocab.iter().map(|(t, &id)| (t.as_ref(), id))
+    }
+
+    pub fn len(&self) -> usize {
+        self.vocab.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.vocab.is_empty()
+    }
+
+    pub fn unk_token(&self) -> &str {
+        &self.unk_token
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn unk(&self, word: &str, out: &mut Vec<(u32, u32, u32)>) -> Result<()> {
+        let id = self.unk.ok_or_else(|| {
+            Error::invalid(
+                "WordPiece",
+                format!(
+                    "the unknown token {:?} is not in the vocabulary (needed for {word:?})",
+                    self.unk_token
+                ),
+            )
+        })?;
+        out.push((id, 0, word.len() as u32));
+        Ok(())
+    }
+
+    /// Appends `(id, start byte, end byte)` of each piece of `word` (non-empty) to `out`.
+    pub fn tokenize(&self, word: &str, out: &mut Vec<(u32, u32, u32)>) -> Result<()> {
+        if word.len() > self.max_input_chars_per_word
+            && word.chars().count() > self.max_input_chars_per_word
+        {
+            return self.unk(word, out);
+        }
+        if let Some(&id) = self.vocab.get(word) {
+            out.push((id, 0, word.len() as u32));
+            return Ok(());
+        }
+        let mark = out.len();
+        let mut start = 0;
+        while start < word.len() {
+            let (map, max) = if start == 0 {
+                (&self.vocab, self.max_bytes)
+            } else {
+                (&self.cont, self.max_cont_bytes)
+            };
+            let mut end = word.len().min(start + max);
+            while !word.is_char_boundary(end) {
+                end -= 1;
+            }
+            let mut found = None;
+            while end > start {
+                if let Some(&id) = map.get(&word[start..end]) {
+                    found = Some(id);
+                    break;
+                }
+                end -= 1;
+                while !word.is_char_boundary(end) {
+                    end -= 1;
+                }
+            }
+            match found {
+                Some(id) => {
+                    out.push((id, start as u32, end as u32));
+                    start = end;
+                }
+                None => {
+                    out.truncate(mark);
+                    return self.unk(word, out);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Tokens split out of the original text before normalization (HF's added tokens).
+pub struct AddedToken {
+    pub content: String,
+    pub id: u32,
+    pub special: bool,
+}
+
+/// One piece of a post-processing template.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Piece {
+    /// Sequence A (false) or B (true), with its type id.
+    Sequence { b: bool, type_id: u32 },
+    /// Special token ids (with their tokens) and their type id.
+    Special { ids: Vec<u32>, type_id: u32 },
+}
+
+/// `TemplateProcessing` (or `BertProcessing`, which is one): single and pair templates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Template {
+    pub single: Vec<Piece>,
+    pub pair: Vec<Piece>,
+}
+
+impl Template {
+    /// BERT's: `[CLS] A [SEP]` and `[CLS] A [SEP] B [SEP]`, B and its `[SEP]` of type 1.
+    pub fn bert(cls: u32, sep: u32) -> Self {
+        let sp = |id, type_id| Piece::Special {
+            ids: vec![id],
+            type_id,
+        };
+        Template {
+            single: vec![
+                sp(cls, 0),
+                Piece::Sequence {
+                    b: false,
+                    type_id: 0,
+                },
+                sp(sep, 0),
+            ],
+            pair: vec![
+                sp(cls, 0),
+                Piece::Sequence {
+                    b: false,
+                    type_id: 0,
+                },
+                sp(sep, 0),
+                Piece::Sequence {
+                    b: true,
+                    type_id: 1,
+                },
+                sp(sep, 1),
+            ],
+        }
+    }
+
+    fn pieces(&self, pair: bool) -> &[Piece] {
+        if pair {
+            &self.pair
+        } else {
+            &self.single
+        }
+    }
+
+    /// The number of ids the template adds.
+    pub fn added(&self, pair: bool) -> usize {
+        self.pieces(pair)
+            .iter()
+            .map(|p| match p {
+                Piece::Special { ids, .. } => ids.len(),
+                Piece::Sequence { .. } => 0,
+            })
+            .sum()
+    }
+}
+
+/// The WordPiece decoder's options.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decoder {
+    pub prefix: String,
+    pub cleanup: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TruncationStrategy {
+    LongestFirst,
+    OnlyFirst,
+    OnlySecond,
+}
+
+/// Truncation as HF applies it (stride only shapes HF's overflow, which is not returned).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Truncation {
+    pub max_length: usize,
+    pub strategy: TruncationStrategy,
+    pub stride: usize,
+    /// Drop from the start (true) instead of the end.
+    pub left: bool,
+}
+
+/// Padding as HF applies it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Padding {
+    /// `Some(n)`: pad to n (`Fixed`); `None`: to the longest of the batch (`BatchLongest`).
+    pub length: Option<usize>,
+    pub left: bool,
+    pub pad_to_multiple_of: Option<usize>,
+    pub pad_id: u32,
+    pub pad_type_id: u32,
+    pub pad_token: String,
+}
+
+/// The truncation and padding in force: the file's, or those a caller set.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    pub truncation: Option<Truncation>,
+    pub padding: Option<Padding>,
+}
+
+/// One encoded input (a text or a pair). Offsets are character offsets into the text the
+/// token came from; `words[i]` is -1 for tokens the template or padding added.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Encoding {
+    pub ids: Vec<u32>,
+    pub type_ids: Vec<u32>,
+    pub offsets: Vec<[i64; 2]>,
+    pub words: Vec<i64>,
+    pub special: Vec<u32>,
+    pub attention: Vec<u32>,
+}
+
+impl Encoding {
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    fn keep(&mut self, n: usize, left: bool) {
+        if n >= self.len() {
+            return;
+        }
+        if left {
+            let cut = self.len() - n;
+            self.ids.drain(..cut);
+            self.type_ids.drain(..cut);
+            self.offsets.drain(..cut);
+            self.words.drain(..cut);
+            self.special.drain(..cut);
+            self.attention.drain(..cut);
+        } else {
+            self.ids.truncate(n);
+            self.type_ids.truncate(n);
+            self.offsets.truncate(n);
+            self.words.truncate(n);
+            self.special.truncate(n);
+            self.attention.truncate(n);
+        }
+    }
+
+    fn append(&mut self, other: &Encoding) {
+        self.ids.extend_from_slice(&other.ids);
+        self.type_ids.extend_from_slice(&other.type_ids);
+        self.offsets.extend_from_slice(&other.offsets);
+        self.words.extend_from_slice(&other.words);
+        self.special.extend_from_slice(&other.special);
+        self.attention.extend_from_slice(&other.attention);
+    }
+
+    fn push_special(&mut self, id: u32, type_id: u32, attention: u32) {
+        self.ids.push(id);
+        self.type_ids.push(type_id);
+        self.offsets.push([0, 0]);
+        self.words.push(-1);
+        self.special.push(1);
+        self.attention.push(attention);
+    }
+
+    fn pad(&mut self, target: usize, p: &Padding) {
+        let n = target.saturating_sub(self.len());
+        if n == 0 {
+            return;
+        }
+        if p.left {
+            let mut padded = Encoding::default();
+            for _ in 0..n {
+                padded.push_special(p.pad_id, p.pad_type_id, 0);
+            }
+            padded.append(self);
+            *self = padded;
+        } else {
+            for _ in 0..n {
+                self.push_special(p.pad_id, p.pad_type_id, 0);
+            }
+        }
+    }
+}
+
+/// Many encodings in flat buffers: row `i` is `[row_offsets[i], row_offsets[i + 1])`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EncodingBatch {
+    pub rows: Encoding,
+    pub row_offsets: Vec<i64>,
+}
+
+#[derive(Default)]
+struct Sink {
+    enc: Encoding,
+    word_idx: i64,
+    pieces: Vec<(u32, u32, u32)>,
+}
+
+/// A WordPiece tokenizer: the whole pipeline, immutable, shareable between threads.
+pub struct WordPiece {
+    splitter: BertSplitter,
+    model: Model,
+    added: Vec<AddedToken>,
+    /// Character length of each added token's content.
+    added_chars: Vec<u32>,
+    automaton: Option<AhoCorasick>,
+    template: Option<Template>,
+    decoder: Option<Decoder>,
+    /// The truncation and padding the file asks for.
+    pub settings: Settings,
+}
+
+impl WordPiece {
+    pub fn new(
+        normalizer: BertNormalizer,
+        model: Model,
+        added: Vec<AddedToken>,
+        template: Option<Template>,
+        decoder: Option<Decoder>,
+        settings: Settings,
+    ) -> Result<Self> {
+        let automaton = if added.is_empty() {
+            None
+        } else {
+            Some(
+                AhoCorasick::builder()
+                    .match_kind(MatchKind::LeftmostLongest)
+                    .build(added.iter().map(|a| a.content.as_str()))
+                    .map_err(|e| Error::invalid("added tokens", e.to_string()))?,
+            )
+        };
+        let added_chars = added
+            .iter()
+            .map(|a| a.content.chars().count() as u32)
+            .collect();
+        Ok(WordPiece {
+            splitter: BertSplitter::new(normalizer),
+            model,
+            added,
+            added_chars,
+            automaton,
+            template,
+            decoder,
+            settings,
+        })
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    pub fn normalizer(&self) -> BertNormalizer {
+        self.splitter.normalizer()
+    }
+
+    pub fn added_tokens(&self) -> &[AddedToken] {
+        &self.added
+    }
+
+    pub fn template(&self) -> Option<&Template> {
+        self.template.as_ref()
+    }
+
+    /// The number of ids: model vocabulary plus added tokens it lacks (HF's
+    /// `get_vocab_size(with_added_tokens=True)`).
+    pub fn vocab_size(&self) -> usize {
+        self.model.len()
+            + self
+                .added
+                .iter()
+                .filter(|a| self.model.token_to_id(&a.content).is_none())
+                .count()
+    }
+
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.added
+            .iter()
+            .find(|a| a.content == token)
+            .map(|a| a.id)
+            .or_else(|| self.model.token_to_id(token))
+    }
+
+    pub fn id_to_token(&self, id: u32) -> Option<&str> {
+        self.added
+            .iter()
+            .find(|a| a.id == id)
+            .map(|a| a.content.as_str())
+            .or_else(|| self.model.id_to_token(id))
+    }
+
+    fn is_special_id(&self, id: u32) -> bool {
+        self.added.iter().any(|a| a.id == id && a.special)
+    }
+
+    /// Words of `text` (original characters from `ci` on) into `sink`; returns the number
+    /// of characters of `text`.
+    fn split_into(&self, text: &str, ci: u32, buf: &mut WordBuf, sink: &mut Sink) -> Result<u32> {
+        self.splitter
+            .split(text, ci, buf, &mut |b: &WordBuf| -> Result<()> {
+                sink.pieces.clear();
+                self.model.tokenize(&b.word, &mut sink.pieces)?;
+                for &(id, s, e) in &sink.pieces {
+                    sink.enc.ids.push(id);
+                    sink.enc.offsets.push([
+                        b.align[s as usize] as i64,
+                        b.align[e as usize - 1] as i64 + 1,
+                    ]);
+                    sink.enc.words.push(sink.word_idx);
+                }
+                sink.word_idx += 1;
+                Ok(())
+            })
+    }
+
+    /// One sequence, before truncation and post-processing (type ids 0).
+    pub fn encode_sequence(&self, text: &str) -> Result<Encoding> {
+        let mut sink = Sink::default();
+        let mut buf = WordBuf::default();
+        match &self.automaton {
+            None => {
+                self.split_into(text, 0, &mut buf, &mut sink)?;
+            }
+            Some(ac) => {
+                let mut at = 0;
+                let mut ci = 0u32;
+                for m in ac.find_iter(text) {
+                    ci += self.split_into(&text[at..m.start()], ci, &mut buf, &mut sink)?;
+                    let k = m.pattern().as_usize();
+                    sink.enc.ids.push(self.added[k].id);
+                    sink.enc
+                        .offsets
+                        .push([ci as i64, (ci + self.added_chars[k]) as i64]);
+                    sink.enc.words.push(sink.word_idx);
+                    sink.word_idx += 1;
+                    ci += self.added_chars[k];
+                    at = m.end();
+                }
+                self.split_into(&text[at..], ci, &mut buf, &mut sink)?;
+            }
+        }
+        let mut enc = sink.enc;
+        let n = enc.ids.len();
+        enc.type_ids = vec![0; n];
+        enc.special = vec![0; n];
+        enc.attention = vec![1; n];
+        Ok(enc)
+    }
+
+    /// Encodes a text or a pair as HF's `Tokenizer.encode` does: truncation, then the
+    /// template (when `add_special_tokens`), then padding, as `settings` says.
+    pub fn encode(
+        &self,
+        a: &str,
+        b: Option<&str>,
+        add_special_tokens: bool,
+        settings: &Settings,
+    ) -> Result<Encoding> {
+        let ea = self.encode_sequence(a)?;
+        let eb = b.map(|b| self.encode_sequence(b)).transpose()?;
+        let mut enc = self.post_process(ea, eb, add_special_tokens, settings)?;
+        if let Some(p) = &settings.padding {
+            let target = pad_target(p, enc.len());
+            enc.pad(target, p);
+        }
+        Ok(enc)
+    }
+
+    fn post_process(
+        &self,
+        mut ea: Encoding,
+        mut eb: Option<Encoding>,
+        add_special_tokens: bool,
+        settings: &Settings,
+    ) -> Result<Encoding> {
+        let pair = eb.is_some();
+        if let Some(t) = &settings.truncation {
+            let n_added = match (&self.template, add_special_tokens) {
+                (Some(tpl), true) => tpl.added(pair),
+                _ => 0,
+            };
+            // HF subtracts in usize: below the template's size it wraps (no truncation)
+            let max_length = if n_added > 0 {
+                t.max_length.wrapping_sub(n_added)
+            } else {
+                t.max_length
+            };
+            truncate(&mut ea, eb.as_mut(), max_length, t)?;
+        }
+        let mut out = Encoding::default();
+        let default_template;
+        let pieces = match &self.template {
+            Some(t) => t.pieces(pair),
+            None => {
+                default_template = Template {
+                    single: vec![Piece::Sequence {
+                        b: false,
+                        type_id: 0,
+                    }],
+                    pair: vec![
+                        Piece::Sequence {
+                            b: false,
+                            type_id: 0,
+                        },
+                        Piece::Sequence {
+                            b: true,
+                            type_id: 1,
+                        },
+                    ],
+                };
+                default_template.pieces(pair)
+            }
+        };
+        for piece in pieces {
+            match piece {
+                Piece::Sequence { b, type_id } => {
+                    let e = if *b {
+                        match &mut eb {
+                            Some(e) => e,
+                            None => continue,
+                        }
+                    } else {
+                        &mut ea
+                    };
+                    e.type_ids.iter_mut().for_each(|t| *t = *type_id);
+                    out.append(e);
+                }
+                Piece::Special { ids, type_id } => {
+                    if add_special_tokens {
+                        for &id in ids {
+                            out.push_special(id, *type_id, 1);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Encodes many inputs on `threads` threads; padding (the longest of the batch, or fixed)
+    /// applies across the batch as in HF's `encode_batch`.
+    pub fn encode_batch(
+        &self,
+        inputs: &[(&str, Option<&str>)],
+        add_special_tokens: bool,
+        settings: &Settings,
+        threads: usize,
+    ) -> Result<EncodingBatch> {
+        let unpadded = Settings {
+            truncation: settings.truncation.clone(),
+            padding: None,
+        };
+        let mut encs = batch::map_all(inputs, threads, |(a, b)| {
+            self.encode(a, *b, add_special_tokens, &unpadded)
+        })?;
+        if let Some(p) = &settings.padding {
+            let longest = encs.iter().map(Encoding::len).max().unwrap_or(0);
+            let target = pad_target(p, longest);
+            for e in &mut encs {
+                e.pad(target, p);
+            }
+        }
+        let total = encs.iter().map(Encoding::len).sum();
+        let mut out = EncodingBatch::default();
+        let r = &mut out.rows;
+        r.ids.reserve(total);
+        r.type_ids.reserve(total);
+        r.offsets.reserve(total);
+        r.words.reserve(total);
+        r.special.reserve(total);
+        r.attention.reserve(total);
+        out.row_offsets.reserve(encs.len() + 1);
+        out.row_offsets.push(0);
+        for e in &encs {
+            out.rows.append(e);
+            out.row_offsets.push(out.rows.len() as i64);
+        }
+        Ok(out)
+    }
+
+    /// Text of `ids` as HF's `decode`: tokens (special ones dropped when asked), then the
+    /// WordPiece decoder (`##` pieces glued, others space-separated, cleanup of spaces before
+    /// punctuation and contractions). Unlike HF, an id outside the vocabulary is an error.
+    pub fn decode(&self, ids: &[i64], skip_special_tokens: bool) -> Result<String> {
+        let n_vocab = self.vocab_size();
+        let mut out = String::new();
+        let mut first = true;
+        for &id in ids {
+            let tok = u32::try_from(id)
+                .ok()
+                .and_then(|i| self.id_to_token(i).map(|t| (i, t)));
+            let Some((id, tok)) = tok else {
+                return Err(Error::UnknownId { id, n_vocab });
+            };
+            if skip_special_tokens && self.is_special_id(id) {
+                continue;
+            }
+            match &self.decoder {
+                Some(d) => {
+                    let piece = if first {
+                        tok.to_string()
+                    } else if let Some(rest) = tok.strip_prefix(d.prefix.as_str()) {
+                        rest.to_string()
+                    } else {
+                        format!(" {tok}")
+                    };
+                    if d.cleanup {
+                        out.push_str(&cleanup(&piece));
+                    } else {
+                        out.push_str(&piece);
+                    }
+                }
+                None => {
+                    if !first {
+                        out.push(' ');
+                    }
+                    out.push_str(tok);
+                }
+            }
+            first = false;
+        }
+        Ok(out)
+    }
+}
+
+fn pad_target(p: &Padding, longest: usize) -> usize {
+    let mut target = p.length.unwrap_or(longest);
+    if let Some(m) = p.pad_to_multiple_of {
+        if m > 0 && target % m > 0 {
+            target += m - target % m;
+        }
+    }
+    target
+}
+
+/// HF's `truncate_encodings`.
+fn truncate(
+    a: &mut Encoding,
+    b: Option<&mut Encoding>,
+    max_length: usize,
+    t: &Truncation,
+) -> Result<()> {
+    let left = t.left;
+    if max_length == 0 {
+        a.keep(0, left);
+        if let Some(b) = b {
+            b.keep(0, left);
+        }
+        return Ok(());
+    }
+    let total = a.len() + b.as_ref().map_or(0, |b| b.len());
+    if total <= max_length {
+        return Ok(());
+    }
+    let to_remove = total - max_length;
+    match t.strategy {
+        TruncationStrategy::LongestFirst => match b {
+            Some(b) => {
+                let (mut n1, mut n2) = (a.len(), b.len());
+                let swap = n1 > n2;
+                if swap {
+                    std::mem::swap(&mut n1, &mut n2);
+                }
+                n2 = if n1 > max_length {
+                    n1
+                } else {
+                    n1.max(max_length - n1)
+                };
+                if n1 + n2 > max_length {
+                    n1 = max_length / 2;
+                    n2 = n1 + max_length % 2;
+                }
+                if swap {
+                    std::mem::swap(&mut n1, &mut n2);
+                }
+                a.keep(n1, left);
+                b.keep(n2, left);
+            }
+            None => a.keep(total - to_remove, left),
+        },
+        TruncationStrategy::OnlyFirst | TruncationStrategy::OnlySecond => {
+            let target = if t.strategy == TruncationStrategy::OnlyFirst {
+                a
+            } else {
+                b.ok_or_else(|| Error::Truncation("Second sequence not provided".into()))?
+            };
+            let n = target.len();
+            if n > to_remove {
+                target.keep(n - to_remove, left);
+            } else {
+                return Err(Error::Truncation(
+                    "Sequence to truncate too short to respect the provided max_length".into(),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// HF's WordPiece decoder cleanup, applied to each piece (with its leading space).
+fn cleanup(s: &str) -> String {
+    s.replace(" .", ".")
+        .replace(" ?", "?")
+        .replace(" !", "!")
+        .replace(" ,", ",")
+        .replace(" ' ", "'")
+        .replace(" n't", "n't")
+        .replace(" 'm", "'m")
+        .replace(" do not", " don't")
+        .replace(" 's", "'s")
+        .replace(" 've", "'ve")
+        .replace(" 're", "'re")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn toy() -> WordPiece {
+        let words = [
+            "[PAD]",
+            "[UNK]",
+            "[CLS]",
+            "[SEP]",
+            "hello",
+            "world",
+            "un",
+            "##believ",
+            "##able",
+            "!",
+            ",",
+            "a",
+            "##a",
+            "token",
+            "##ization",
+        ];
+        let vocab = words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.to_string(), i as u32))
+            .collect();
+        let model = Model::new(vocab, "[UNK]".into(), "##".into(), 100);
+        let added = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
+            .iter()
+            .enumerate()
+            .map(|(i, t)| AddedToken {
+                content: t.to_string(),
+                id: i as u32,
+                special: true,
+            })
+            .collect();
+        WordPiece::new(
+            BertNormalizer::default(),
+            model,
+            added,
+            Some(Template::bert(2, 3)),
+            Some(Decoder {
+                prefix: "##".into(),
+                cleanup: true,
+            }),
+            Settings::default(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn greedy_longest_match_first() {
+        let wp = toy();
+        let e = wp.encode("Hello, unbelievable xyz!", None, true, &Settings::default());
+        let e = e.unwrap();
+        assert_eq!(e.ids, vec![2, 4, 10, 6, 7, 8, 1, 9, 3]);
+        assert_eq!(
+            e.offsets,
+            vec![
+                [0, 0],
+                [0, 5],
+                [5, 6],
+                [7, 9],
+                [9, 15],
+                [15, 19],
+                [20, 23],
+                [23, 24],
+                [0, 0]
+            ]
+        );
+        assert_eq!(e.words, vec![-1, 0, 1, 2, 2, 2, 3, 4, -1]);
+    }
+
+    #[test]
+    fn long_words_are_unknown() {
+        let wp = toy();
+        let s = Settings::default();
+        let e = wp.encode(&"a".repeat(100), None, false, &s).unwrap();
+        assert_eq!(e.ids.len(), 100);
+        let e = wp.encode(&"a".repeat(101), None, false, &s).unwrap();
+        assert_eq!(e.ids, vec![1]);
+        assert_eq!(e.offsets, vec![[0, 101]]);
+    }
+
+    #[test]
+    fn added_tokens_split_the_original_text() {
+        let wp = toy();
+        let e = wp
+            .encode("hello[SEP]world", None, false, &Settings::default())
+            .unwrap();
+        assert_eq!(e.ids, vec![4, 3, 5]);
+        assert_eq!(e.offsets, vec![[0, 5], [5, 10], [10, 15]]);
+        assert_eq!(e.words, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn pairs_truncation_and_padding() {
+        let wp = toy();
+        let settings = Settings {
+            truncation: Some(Truncation {
+                max_length: 6,
+                strategy: TruncationStrategy::LongestFirst,
+                stride: 0,
+                left: false,
+            }),
+            padding: Some(Padding {
+                length: Some(8),
+                left: false,
+                pad_to_multiple_of: None,
+                pad_id: 0,
+                pad_type_id: 0,
+                pad_token: "[PAD]".into(),
+            }),
+        };
+        let e = wp
+            .encode("hello world hello", Some("a a"), true, &settings)
+            .unwrap();
+        // 6 - 3 added = 3 ids for the texts: HF's longest-first gives 2 + 1
+        assert_eq!(e.ids, vec![2, 4, 5, 3, 11, 3, 0, 0]);
+        assert_eq!(e.type_ids, vec![0, 0, 0, 0, 1, 1, 0, 0]);
+        assert_eq!(e.attention, vec![1, 1, 1, 1, 1, 1, 0, 0]);
+    }
+
+    #[test]
+    fn decode_glues_pieces() {
+        let wp = toy();
+        assert_eq!(
+            wp.decode(&[2, 6, 7, 8, 10, 13, 14, 9, 3], true).unwrap(),
+            "unbelievable, tokenization!"
+        );
+        assert!(wp.decode(&[99], true).is_err());
+    }
+}
