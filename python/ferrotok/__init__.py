@@ -9,16 +9,37 @@
 
 from ._core import __version__
 from .batch import EncodingBatch, TokenBatch
+from .embedding import (
+    Embedding,
+    QuantizationError,
+    add_positions,
+    positions_from_mask,
+    rope,
+    sinusoidal_positions,
+)
 from .encoding import Encoding, get_encoding, list_encodings
+from .patches import PatchEmbedding, VectorQuantizer, patchify, tubelets, unpatchify, untubelet
 from .tokenizer import Encoded, Tokenizer
 
 __all__ = [
+    "Embedding",
     "Encoded",
     "Encoding",
     "EncodingBatch",
+    "PatchEmbedding",
+    "QuantizationError",
     "TokenBatch",
     "Tokenizer",
+    "VectorQuantizer",
     "__version__",
+    "add_positions",
     "get_encoding",
     "list_encodings",
+    "patchify",
+    "positions_from_mask",
+    "rope",
+    "sinusoidal_positions",
+    "tubelets",
+    "unpatchify",
+    "untubelet",
 ]
