@@ -118,6 +118,10 @@ def run_mode(docs: list[str], mode: str) -> None:
     file_settings, special, pairs = MODES[mode]
     tok = ours(plain=not file_settings)
     ref = theirs(plain=not file_settings)
+    if pairs and file_settings:
+        # HF builds the overflowing windows of a truncated pair as a cross product (memory
+        # quadratic in the lengths): keep the texts short enough for the reference
+        docs = [d[:3000] for d in docs]
     inputs = list(zip(docs[::2], docs[1::2], strict=False)) if pairs else docs
     bad, first = compare_many(tok, ref, inputs, add_special_tokens=special)
     assert bad == 0, f"{bad} of {len(inputs)} inputs differ from HF ({mode}); first: {first}"
@@ -345,13 +349,15 @@ def test_settings_return_modified_copies():
 
 
 def test_encoded_fields():
-    enc = ours(plain=True).encode("Hello, unbelievable world!", "Second")
+    enc = ours(plain=True).encode("Hello, tokenization world!", "Second")
     assert enc.ids.dtype == np.uint32
     assert enc.offsets.dtype == np.int64 and enc.offsets.shape == (len(enc), 2)
     assert enc.word_ids.dtype == np.int64
     assert enc.word_ids[0] == -1 and enc.type_ids.tolist()[-1] == 1
-    text = "Hello, unbelievable world!"
-    assert [text[a:b] for a, b in enc.offsets.tolist()[1:4]] == ["Hello", ",", "un"]
+    text = "Hello, tokenization world!"
+    assert [text[a:b] for a, b in enc.offsets.tolist()[1:5]] == ["Hello", ",", "token", "ization"]
+    assert enc.tokens[1:5] == ["hello", ",", "token", "##ization"]
+    assert enc.word_ids.tolist()[1:5] == [0, 1, 2, 2]
 
 
 def test_vocabulary_lookups():
@@ -366,8 +372,8 @@ def test_vocabulary_lookups():
 
 def test_decode():
     tok = ours()
-    ids = tok.encode("Hello, unbelievable world! It's fine.").ids
-    assert tok.decode(ids) == "hello, unbelievable world! it's fine."
+    ids = tok.encode("Hello, unbelievable tokenization! Fine.").ids
+    assert tok.decode(ids) == "hello, unbelievable tokenization! fine."
     assert tok.decode(ids, skip_special_tokens=False).startswith("[CLS] hello,")
     with pytest.raises(ValueError, match="not in the vocabulary"):
         tok.decode([10**6])

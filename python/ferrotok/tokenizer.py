@@ -37,9 +37,9 @@ class Encoded:
     - ``word_ids`` (``int64``): the word each token belongs to, ``-1`` for added tokens;
     - ``tokens`` (``list[str]``): the token strings, made on first access.
 
-    >>> enc = tok.encode("unbelievable")  # doctest: +SKIP
+    >>> enc = tok.no_padding().encode("tokenization")  # doctest: +SKIP
     >>> enc.tokens, enc.offsets.tolist()  # doctest: +SKIP
-    (['[CLS]', 'un', '##bel', '##ie', '##vable', '[SEP]'], [[0, 0], [0, 2], [2, 5], [5, 7], [7, 12], [0, 0]])
+    (['[CLS]', 'token', '##ization', '[SEP]'], [[0, 0], [0, 5], [5, 12], [0, 0]])
     """
 
     __slots__ = (
@@ -353,8 +353,8 @@ class Tokenizer:
         tokens dropped unless ``skip_special_tokens=False``. Unlike HF, an id outside the
         vocabulary raises ``ValueError`` instead of vanishing.
 
-        >>> tok.decode([101, 4895, 8671, 2666, 12423, 102])  # doctest: +SKIP
-        'unbelievable'
+        >>> tok.decode([101, 19204, 3989, 102])  # doctest: +SKIP
+        'tokenization'
         """
         return self._core.decode(_as_ids(ids), bool(skip_special_tokens))
 

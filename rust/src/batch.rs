@@ -79,7 +79,10 @@ where
     F: Fn(&str) -> Result<Vec<Rank>> + Sync,
 {
     let one = |(index, text): (usize, &&str)| {
-        encode(text).map_err(|e| Error::InText { index, source: Box::new(e) })
+        encode(text).map_err(|e| Error::InText {
+            index,
+            source: Box::new(e),
+        })
     };
     let per_text: Vec<Vec<Rank>> = if threads <= 1 || texts.len() <= 1 {
         texts.iter().enumerate().map(one).collect::<Result<_>>()?

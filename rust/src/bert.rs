@@ -173,9 +173,24 @@ impl BertSplitter {
                         buf.align.push(ci);
                         flush(buf, on_word)?;
                     }
-                    Ascii::Keep(k) => {
-                        buf.word.push(k as char);
-                        buf.align.push(ci);
+                    Ascii::Keep(_) => {
+                        // a run of ASCII word characters in one go
+                        let run = bytes[i..]
+                            .iter()
+                            .position(|&c| {
+                                c >= 0x80 || !matches!(self.ascii[c as usize], Ascii::Keep(_))
+                            })
+                            .unwrap_or(bytes.len() - i);
+                        buf.word.extend(bytes[i..i + run].iter().map(|&c| {
+                            match self.ascii[c as usize] {
+                                Ascii::Keep(k) => k as char,
+                                _ => c as char,
+                            }
+                        }));
+                        buf.align.extend(ci..ci + run as u32);
+                        i += run;
+                        ci += run as u32;
+                        continue;
                     }
                 }
                 i += 1;

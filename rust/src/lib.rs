@@ -9,6 +9,7 @@ pub mod hf;
 pub mod pretok;
 pub mod registry;
 pub mod special;
+pub mod trie;
 pub mod vocab;
 pub mod wordpiece;
 

@@ -6,9 +6,9 @@
 //! Offsets are CHARACTER offsets into the original text (of the sequence they belong to), as
 //! HF's Python `encode` gives them. Loading `tokenizer.json` / `vocab.txt` is in `hf.rs`.
 //!
-//! Complexity: linear in the text. Per word, WordPiece looks up at most
-//! `max_token_bytes` candidate pieces per emitted token (one hash lookup each); words over
-//! `max_input_chars_per_word` characters are `[UNK]` at once.
+//! Complexity: linear in the text. WordPiece finds each piece with one walk down a byte trie
+//! (no hashing, no allocation); words over `max_input_chars_per_word` characters are `[UNK]`
+//! at once.
 
 use aho_corasick::{AhoCorasick, MatchKind};
 use hashbrown::HashMap;
@@ -17,17 +17,18 @@ use rustc_hash::FxBuildHasher;
 use crate::batch;
 use crate::bert::{BertNormalizer, BertSplitter, WordBuf};
 use crate::error::{Error, Result};
+use crate::trie::Trie;
 
 type Map = HashMap<Box<str>, u32, FxBuildHasher>;
 
 /// The WordPiece model: vocabulary, `[UNK]`, continuation prefix, word length limit.
 pub struct Model {
-    /// Every vocabulary entry (what a word-initial piece is looked up in).
+    /// Every vocabulary entry, for `token_to_id`.
     vocab: Map,
-    /// Entries that start with the continuation prefix, keyed by the rest.
-    cont: Map,
-    max_bytes: usize,
-    max_cont_bytes: usize,
+    /// The same entries as a trie: word-initial pieces are matched from its root,
+    /// continuations from the node after the prefix (`##`).
+    trie: Trie,
+    cont_root: Option<u32>,
     unk_token: String,
     unk: Option<u32>,
     prefix: String,
@@ -48,19 +49,9 @@ impl Model {
         for (t, id) in vocab {
             map.insert(t.into_boxed_str(), id);
         }
-        let mut cont = Map::with_hasher(FxBuildHasher);
-        let mut max_bytes = 0;
-        let mut max_cont_bytes = 0;
         let n = map.values().map(|&id| id as usize + 1).max().unwrap_or(0);
         let mut id_to_token = vec![None; n];
         for (t, &id) in &map {
-            max_bytes = max_bytes.max(t.len());
-            if !prefix.is_empty() {
-                if let Some(rest) = t.strip_prefix(prefix.as_str()) {
-                    max_cont_bytes = max_cont_bytes.max(rest.len());
-                    cont.insert(rest.into(), id);
-                }
-            }
             let slot = &mut id_to_token[id as usize];
             // deterministic when two tokens share an id: keep the smaller string
             if slot.as_deref().is_none_or(|s: &str| t.as_ref() < s) {
@@ -68,11 +59,12 @@ impl Model {
             }
         }
         let unk = map.get(unk_token.as_str()).copied();
+        let trie = Trie::new(map.iter().map(|(t, &id)| (t.as_bytes(), id)));
+        let cont_root = trie.walk(Trie::ROOT, prefix.as_bytes());
         Model {
             vocab: map,
-            cont,
-            max_bytes,
-            max_cont_bytes,
+            trie,
+            cont_root,
             unk_token,
             unk,
             prefix,
@@ -130,37 +122,26 @@ impl Model {
         {
             return self.unk(word, out);
         }
+        // most words are whole vocabulary entries: one hash probe beats a trie walk there
         if let Some(&id) = self.vocab.get(word) {
             out.push((id, 0, word.len() as u32));
             return Ok(());
         }
+        let bytes = word.as_bytes();
         let mark = out.len();
         let mut start = 0;
-        while start < word.len() {
-            let (map, max) = if start == 0 {
-                (&self.vocab, self.max_bytes)
+        while start < bytes.len() {
+            let root = if start == 0 {
+                Some(Trie::ROOT)
             } else {
-                (&self.cont, self.max_cont_bytes)
+                self.cont_root
             };
-            let mut end = word.len().min(start + max);
-            while !word.is_char_boundary(end) {
-                end -= 1;
-            }
-            let mut found = None;
-            while end > start {
-                if let Some(&id) = map.get(&word[start..end]) {
-                    found = Some(id);
-                    break;
-                }
-                end -= 1;
-                while !word.is_char_boundary(end) {
-                    end -= 1;
-                }
-            }
-            match found {
-                Some(id) => {
-                    out.push((id, start as u32, end as u32));
-                    start = end;
+            // greedy longest-match-first: the longest vocabulary piece at `start` (pieces are
+            // whole UTF-8 strings, so matches end on character boundaries)
+            match root.and_then(|r| self.trie.longest_match(r, &bytes[start..])) {
+                Some((n, id)) => {
+                    out.push((id, start as u32, (start + n) as u32));
+                    start += n;
                 }
                 None => {
                     out.truncate(mark);
