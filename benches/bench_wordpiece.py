@@ -1,0 +1,172 @@
+"""WordPiece (BERT) benchmark: ferrotok against Hugging Face tokenizers and installed peers.
+
+    python benches/bench_wordpiece.py                     # en corpus, every library found
+    python benches/bench_wordpiece.py --corpus multi --max-docs 200
+    python benches/bench_wordpiece.py --tokenizer path/to/tokenizer.json --libs ferrotok tokenizers
+
+Each library runs in a fresh subprocess pinned to one CPU (single thread: rayon and
+ferrotok's pool limited to 1), loads the BERT ``tokenizer.json`` (truncation and padding
+turned off, so every byte of every document is tokenized) and encodes each document with
+``[CLS]``/``[SEP]``, one call per document, timing only the calls. Two passes: ``cold`` is
+the first, ``warm`` the second (caches). MB = 10**6 UTF-8 bytes.
+
+``mismatches`` counts documents whose ids differ from Hugging Face tokenizers' (the
+reference). Peers (splintr; tokie and kitoken when installed) are looked for in this
+interpreter and in ``/work/benchvenv``; a peer that is absent or cannot load the file is
+listed as skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SHARED = HERE.parents[1] / "shared"
+DEFAULT_JSON = SHARED / "vocab" / "bert-uncased-minilm.tokenizer.json"
+FIXTURE_JSON = HERE.parent / "tests" / "data" / "bert-uncased.tokenizer.json"
+BENCHVENV = Path("/work/benchvenv/bin/python")
+RESULT = "@@bench_wordpiece "
+LIBS = ("ferrotok", "tokenizers", "splintr", "tokie", "kitoken")
+
+
+def read_corpus(path: Path, max_docs: int | None) -> list[str]:
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        docs = [json.loads(line)["text"] for line in f if line.strip()]
+    return docs[:max_docs] if max_docs else docs
+
+
+# -- the worker: one library, one process ------------------------------------------------------
+
+
+def build(lib: str, path: str):
+    """An ``encode(text) -> list of ids`` for ``lib``, with special tokens, no truncation/padding."""
+    if lib == "ferrotok":
+        import ferrotok
+
+        tok = ferrotok.Tokenizer.from_file(path).no_truncation().no_padding()
+        return lambda text: tok.encode(text).ids
+    if lib == "tokenizers":
+        import tokenizers
+
+        tok = tokenizers.Tokenizer.from_file(path)
+        tok.no_truncation()
+        tok.no_padding()
+        return lambda text: tok.encode(text).ids
+    if lib == "splintr":
+        import splintr
+
+        tok = splintr.from_json(path)
+        enc = getattr(tok, "encode_with_special", None) or tok.encode
+        return enc
+    if lib == "tokie":
+        import tokie
+
+        tok = tokie.Tokenizer.from_file(path)
+        return lambda text: tok.encode(text)
+    if lib == "kitoken":
+        import kitoken
+
+        tok = kitoken.Kitoken.from_tokenizers_file(path)
+        return lambda text: tok.encode(text, True)
+    raise ValueError(f"unknown library {lib!r}")
+
+
+def worker(lib: str, path: str, corpus: str, max_docs: int | None) -> None:
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    docs = read_corpus(Path(corpus), max_docs)
+    t0 = time.perf_counter()
+    encode = build(lib, path)
+    load = time.perf_counter() - t0
+    nbytes = sum(len(d.encode("utf-8")) for d in docs)
+    out: dict = {"lib": lib, "load_ms": load * 1e3, "bytes": nbytes}
+    for name in ("cold", "warm"):
+        hashes = []
+        spent = 0.0
+        for d in docs:
+            t = time.perf_counter()
+            ids = encode(d)
+            spent += time.perf_counter() - t
+            hashes.append(hashlib.blake2b(json.dumps([int(i) for i in ids]).encode(), digest_size=8).hexdigest())
+        out[name] = nbytes / spent / 1e6
+        out[f"{name}_hashes"] = hashes
+    print(RESULT + json.dumps(out), flush=True)
+
+
+# -- the driver -------------------------------------------------------------------------------
+
+
+def interpreter_for(lib: str) -> str | None:
+    module = {"tokie": "tokie", "kitoken": "kitoken"}.get(lib, lib)
+    for python in (sys.executable, str(BENCHVENV)):
+        if not Path(python).exists():
+            continue
+        probe = subprocess.run([python, "-c", f"import {module}"], capture_output=True, check=False)
+        if probe.returncode == 0:
+            return python
+    return None
+
+
+def run(lib: str, path: Path, corpus: Path, max_docs: int | None) -> dict:
+    python = interpreter_for(lib)
+    if python is None:
+        return {"lib": lib, "skipped": "not installed"}
+    env = dict(os.environ, RAYON_NUM_THREADS="1", FERROTOK_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    cmd = [python, __file__, "--worker", lib, "--tokenizer", str(path), "--corpus-file", str(corpus)]
+    if max_docs:
+        cmd += ["--max-docs", str(max_docs)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    for line in proc.stdout.splitlines():
+        if line.startswith(RESULT):
+            return json.loads(line[len(RESULT) :])
+    reason = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+    return {"lib": lib, "skipped": reason[:100]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tokenizer", type=Path, default=DEFAULT_JSON if DEFAULT_JSON.is_file() else FIXTURE_JSON)
+    ap.add_argument("--corpus", default="en", help="a name in ../shared/corpus (default en)")
+    ap.add_argument("--corpus-file", type=Path, help="a .jsonl.gz of {'text': ...} lines instead")
+    ap.add_argument("--max-docs", type=int)
+    ap.add_argument("--libs", nargs="+", default=list(LIBS))
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    corpus = args.corpus_file or SHARED / "corpus" / f"{args.corpus}.jsonl.gz"
+    if args.worker:
+        worker(args.worker, str(args.tokenizer), str(corpus), args.max_docs)
+        return
+    if not corpus.is_file():
+        sys.exit(f"{corpus} is absent: pass --corpus-file")
+    results = [run(lib, args.tokenizer, corpus, args.max_docs) for lib in args.libs]
+    ref = next((r for r in results if r["lib"] == "tokenizers" and "skipped" not in r), None)
+    print(f"\nWordPiece, {args.tokenizer.name}, corpus {corpus.name}, one thread, one encode per document\n")
+    print(f"{'library':<12} {'load ms':>9} {'cold MB/s':>10} {'warm MB/s':>10} {'mismatches':>11}")
+    for r in results:
+        if "skipped" in r:
+            print(f"{r['lib']:<12} skipped: {r['skipped']}")
+            continue
+        if ref is None:
+            bad = "n/a"
+        else:
+            bad = str(
+                sum(
+                    a != b or c != b
+                    for a, c, b in zip(r["cold_hashes"], r["warm_hashes"], ref["cold_hashes"], strict=True)
+                )
+            )
+        print(f"{r['lib']:<12} {r['load_ms']:>9.1f} {r['cold']:>10.2f} {r['warm']:>10.2f} {bad:>11}")
+    n_docs = len(results[0].get("cold_hashes", [])) if results else 0
+    print(f"\n{n_docs} documents, {results[0].get('bytes', 0) / 1e6:.2f} MB")
+
+
+if __name__ == "__main__":
+    main()
