@@ -95,7 +95,9 @@ def worker(lib: str, path: str, corpus: str, max_docs: int | None) -> None:
             t = time.perf_counter()
             ids = encode(d)
             spent += time.perf_counter() - t
-            hashes.append(hashlib.blake2b(json.dumps([int(i) for i in ids]).encode(), digest_size=8).hexdigest())
+            hashes.append(
+                hashlib.blake2b(json.dumps([int(i) for i in ids]).encode(), digest_size=8).hexdigest()
+            )
         out[name] = nbytes / spent / 1e6
         out[f"{name}_hashes"] = hashes
     print(RESULT + json.dumps(out), flush=True)
@@ -119,7 +121,13 @@ def run(lib: str, path: Path, corpus: Path, max_docs: int | None) -> dict:
     python = interpreter_for(lib)
     if python is None:
         return {"lib": lib, "skipped": "not installed"}
-    env = dict(os.environ, RAYON_NUM_THREADS="1", FERROTOK_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    env = dict(
+        os.environ,
+        RAYON_NUM_THREADS="1",
+        FERROTOK_NUM_THREADS="1",
+        TOKENIZERS_PARALLELISM="false",
+        OPENBLAS_NUM_THREADS="1",  # numpy's BLAS threads would spin on the pinned CPU
+    )
     cmd = [python, __file__, "--worker", lib, "--tokenizer", str(path), "--corpus-file", str(corpus)]
     if max_docs:
         cmd += ["--max-docs", str(max_docs)]
@@ -133,7 +141,9 @@ def run(lib: str, path: Path, corpus: Path, max_docs: int | None) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tokenizer", type=Path, default=DEFAULT_JSON if DEFAULT_JSON.is_file() else FIXTURE_JSON)
+    ap.add_argument(
+        "--tokenizer", type=Path, default=DEFAULT_JSON if DEFAULT_JSON.is_file() else FIXTURE_JSON
+    )
     ap.add_argument("--corpus", default="en", help="a name in ../shared/corpus (default en)")
     ap.add_argument("--corpus-file", type=Path, help="a .jsonl.gz of {'text': ...} lines instead")
     ap.add_argument("--max-docs", type=int)

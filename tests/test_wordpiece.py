@@ -17,10 +17,9 @@ from pathlib import Path
 import ferrotok
 import numpy as np
 import pytest
+from conftest import SHARED, TESTS, fixture_corpus, shared_corpus
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from conftest import SHARED, TESTS, fixture_corpus, shared_corpus
 
 FIXTURE_JSON = TESTS / "data" / "bert-uncased.tokenizer.json"
 SHARED_JSON = SHARED / "vocab" / "bert-uncased-minilm.tokenizer.json"
@@ -299,7 +298,9 @@ def vocab_txt(tmp_path_factory) -> Path:
     """The vocabulary of the fixture tokenizer.json as a BERT vocab.txt."""
     vocab = json.loads(FIXTURE_JSON.read_text(encoding="utf-8"))["model"]["vocab"]
     path = tmp_path_factory.mktemp("vocab") / "vocab.txt"
-    path.write_text("".join(t + "\n" for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])), encoding="utf-8")
+    path.write_text(
+        "".join(t + "\n" for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])), encoding="utf-8"
+    )
     return path
 
 
@@ -333,7 +334,12 @@ def test_packaged_vocab_txt_loads():
 
 def test_settings_return_modified_copies():
     tok = ours()
-    assert tok.truncation == {"max_length": 128, "strategy": "longest_first", "stride": 0, "direction": "right"}
+    assert tok.truncation == {
+        "max_length": 128,
+        "strategy": "longest_first",
+        "stride": 0,
+        "direction": "right",
+    }
     assert tok.padding is not None and tok.padding["length"] == 128
     plain = tok.no_truncation().no_padding()
     assert plain.truncation is None and plain.padding is None
@@ -396,6 +402,19 @@ def test_threads_share_one_tokenizer():
     assert all(r == want for r in results.values())
 
 
+def test_tokenizer_pickles_with_its_settings(vocab_txt):
+    tok = ours().enable_truncation(7, direction="left").enable_padding(length=9, pad_type_id=1)
+    back = pickle.loads(pickle.dumps(tok))
+    assert back.truncation == tok.truncation
+    assert back.padding == tok.padding
+    text = "hello world " * 5
+    assert fields(back.encode(text)) == fields(tok.encode(text))
+    cased = ferrotok.Tokenizer.from_vocab(vocab_txt, lowercase=False)
+    again = pickle.loads(pickle.dumps(cased))
+    assert again.encode("Hello Wörld").ids.tolist() == cased.encode("Hello Wörld").ids.tolist()
+    assert again.truncation is None and again.padding is None
+
+
 def test_batch_pickles_as_ids():
     batch = ours(plain=True).encode_batch(["hello world", "hi"])
     back = pickle.loads(pickle.dumps(batch))
@@ -424,7 +443,7 @@ def test_unknown_component_is_named(component, replacement, name):
 def test_unknown_model_is_named():
     data = json.loads(FIXTURE_JSON.read_text(encoding="utf-8"))
     data["model"]["type"] = "Unigram"
-    with pytest.raises(ValueError, match="model.*Unigram"):
+    with pytest.raises(ValueError, match=r"model.*Unigram"):
         ferrotok.Tokenizer.from_str(json.dumps(data))
 
 
@@ -436,9 +455,9 @@ def test_added_token_options_are_refused():
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nope.json"):
+    with pytest.raises(FileNotFoundError, match=r"nope\.json"):
         ferrotok.Tokenizer.from_file(tmp_path / "nope.json")
-    with pytest.raises(FileNotFoundError, match="vocab.txt"):
+    with pytest.raises(FileNotFoundError, match=r"vocab\.txt"):
         ferrotok.Tokenizer.from_vocab(tmp_path / "vocab.txt")
 
 

@@ -53,8 +53,9 @@ class CoreWordPiece:
     @staticmethod
     def from_json(text: str, origin: str) -> CoreWordPiece: ...
     @staticmethod
-    def from_vocab(
-        path: str | os.PathLike[str],
+    def from_vocab_text(
+        text: str,
+        origin: str,
         lowercase: bool,
         strip_accents: bool | None,
         clean_text: bool,
@@ -84,7 +85,9 @@ class CoreWordPiece:
     def truncation(self) -> tuple[int, str, int, str] | None: ...
     @property
     def padding(self) -> tuple[int | None, str, int | None, int, int, str] | None: ...
-    def encode(self, text: str, pair: str | None = None, add_special_tokens: bool = True) -> _EncodingArrays: ...
+    def encode(
+        self, text: str, pair: str | None = None, add_special_tokens: bool = True
+    ) -> _EncodingArrays: ...
     def encode_batch(
         self,
         texts: list[str],

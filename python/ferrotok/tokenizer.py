@@ -101,11 +101,17 @@ class Tokenizer:
     'hello world'
     """
 
-    __slots__ = ("_core", "_table")
+    __slots__ = ("_core", "_source", "_table")
 
-    def __init__(self, core: _core.CoreWordPiece) -> None:
+    def __init__(self, core: _core.CoreWordPiece, source: tuple[Any, ...]) -> None:
         self._core = core
+        # what the vocabulary was built from, for pickling: ("json", text, origin) or
+        # ("vocab", text, origin, options)
+        self._source = source
         self._table: list[str | None] | None = None
+
+    def _with(self, core: _core.CoreWordPiece) -> Tokenizer:
+        return Tokenizer(core, self._source)
 
     # -- construction -------------------------------------------------------------------------
 
@@ -121,14 +127,17 @@ class Tokenizer:
 
         >>> tok = Tokenizer.from_file("bert-base-uncased/tokenizer.json")  # doctest: +SKIP
         """
-        return cls(_core.CoreWordPiece.from_file(os.fspath(path)))
+        origin = os.fspath(path)
+        with open(origin, encoding="utf-8") as f:
+            text = f.read()
+        return cls(_core.CoreWordPiece.from_json(text, origin), ("json", text, origin))
 
     @classmethod
     def from_str(cls, json: str, *, origin: str = "<string>") -> Tokenizer:
         """Like :meth:`from_file`, from the text of a ``tokenizer.json``."""
         if not isinstance(json, str):
             raise TypeError(f"json must be a str, got {type(json).__name__}")
-        return cls(_core.CoreWordPiece.from_json(json, origin))
+        return cls(_core.CoreWordPiece.from_json(json, origin), ("json", json, origin))
 
     @classmethod
     def from_vocab(
@@ -154,22 +163,46 @@ class Tokenizer:
 
         >>> tok = Tokenizer.from_vocab("vocab.txt", lowercase=False)  # doctest: +SKIP
         """
-        return cls(
-            _core.CoreWordPiece.from_vocab(
-                os.fspath(path),
-                bool(lowercase),
-                None if strip_accents is None else bool(strip_accents),
-                bool(clean_text),
-                bool(handle_chinese_chars),
-                unk_token,
-                sep_token,
-                cls_token,
-                pad_token,
-                mask_token,
-                wordpieces_prefix,
-                int(max_input_chars_per_word),
-            )
+        options = {
+            "lowercase": bool(lowercase),
+            "strip_accents": None if strip_accents is None else bool(strip_accents),
+            "clean_text": bool(clean_text),
+            "handle_chinese_chars": bool(handle_chinese_chars),
+            "unk_token": unk_token,
+            "sep_token": sep_token,
+            "cls_token": cls_token,
+            "pad_token": pad_token,
+            "mask_token": mask_token,
+            "wordpieces_prefix": wordpieces_prefix,
+            "max_input_chars_per_word": _non_negative(max_input_chars_per_word, "max_input_chars_per_word"),
+        }
+        origin = os.fspath(path)
+        with open(origin, encoding="utf-8") as f:
+            text = f.read()
+        return cls._from_vocab_text(text, origin, options)
+
+    @classmethod
+    def _from_vocab_text(cls, text: str, origin: str, options: dict[str, Any]) -> Tokenizer:
+        o = options
+        core = _core.CoreWordPiece.from_vocab_text(
+            text,
+            origin,
+            o["lowercase"],
+            o["strip_accents"],
+            o["clean_text"],
+            o["handle_chinese_chars"],
+            o["unk_token"],
+            o["sep_token"],
+            o["cls_token"],
+            o["pad_token"],
+            o["mask_token"],
+            o["wordpieces_prefix"],
+            o["max_input_chars_per_word"],
         )
+        return cls(core, ("vocab", text, origin, dict(options)))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (self._source, self.truncation, self.padding))
 
     def __repr__(self) -> str:
         return f"<Tokenizer WordPiece vocab_size={self.vocab_size}>"
@@ -201,7 +234,7 @@ class Tokenizer:
 
     def no_truncation(self) -> Tokenizer:
         """A copy that does not truncate."""
-        return Tokenizer(self._core.with_truncation(None))
+        return self._with(self._core.with_truncation(None))
 
     def enable_truncation(
         self,
@@ -219,11 +252,11 @@ class Tokenizer:
         stride = _non_negative(stride, "stride")
         if strategy not in _STRATEGIES:
             raise ValueError(f"strategy must be one of {_STRATEGIES}, got {strategy!r}")
-        return Tokenizer(self._core.with_truncation(max_length, strategy, stride, direction))
+        return self._with(self._core.with_truncation(max_length, strategy, stride, direction))
 
     def no_padding(self) -> Tokenizer:
         """A copy that does not pad."""
-        return Tokenizer(self._core.with_padding(False))
+        return self._with(self._core.with_padding(False))
 
     def enable_padding(
         self,
@@ -245,7 +278,7 @@ class Tokenizer:
             length = _non_negative(length, "length")
         if pad_to_multiple_of is not None:
             pad_to_multiple_of = _non_negative(pad_to_multiple_of, "pad_to_multiple_of")
-        return Tokenizer(
+        return self._with(
             self._core.with_padding(
                 True,
                 length,
@@ -361,6 +394,27 @@ class Tokenizer:
     def decode_batch(self, batch: Sequence[IdsLike], skip_special_tokens: bool = True) -> list[str]:
         """:meth:`decode` of each row."""
         return [self.decode(row, skip_special_tokens) for row in batch]
+
+
+def _rebuild(
+    source: tuple[Any, ...], truncation: dict[str, Any] | None, padding: dict[str, Any] | None
+) -> Tokenizer:
+    """Unpickles a :class:`Tokenizer`: the vocabulary from its source, then its settings."""
+    if source[0] == "json":
+        tok = Tokenizer.from_str(source[1], origin=source[2])
+    else:
+        tok = Tokenizer._from_vocab_text(source[1], source[2], source[3])
+    tok = tok.no_truncation().no_padding()
+    if truncation is not None:
+        tok = tok.enable_truncation(
+            truncation["max_length"],
+            stride=truncation["stride"],
+            strategy=truncation["strategy"],
+            direction=truncation["direction"],
+        )
+    if padding is not None:
+        tok = tok.enable_padding(**padding)
+    return tok
 
 
 def _check_str(value: Any, what: str) -> None:

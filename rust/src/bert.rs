@@ -19,6 +19,8 @@
 //!
 //! Complexity: O(n) in the text, no allocation per word (the word buffer is reused).
 
+use std::sync::OnceLock;
+
 use unicode_categories::UnicodeCategories;
 use unicode_normalization::char::{canonical_combining_class, decompose_canonical};
 
@@ -88,6 +90,74 @@ fn is_chinese_char(c: char) -> bool {
 
 fn is_bert_punct(c: char) -> bool {
     c.is_ascii_punctuation() || c.is_punctuation()
+}
+
+/// Dropped by clean_text: U+0000, U+FFFD and control characters.
+const DROP: u8 = 1;
+/// `char::is_whitespace`.
+const WS: u8 = 2;
+/// BERT punctuation.
+const PUNCT: u8 = 4;
+/// A nonspacing mark (Mn).
+const MN: u8 = 8;
+/// A CJK ideograph (handle_chinese_chars).
+const CJK: u8 = 16;
+/// NFD leaves it alone and its combining class is 0.
+const NFD_SAME: u8 = 32;
+/// `to_lowercase` leaves it alone.
+const LOWER_SAME: u8 = 64;
+
+fn compute_props(c: char) -> u8 {
+    let mut p = 0;
+    if c == '\0' || c == '\u{fffd}' || is_control(c) {
+        p |= DROP;
+    }
+    if c.is_whitespace() {
+        p |= WS;
+    }
+    if is_bert_punct(c) {
+        p |= PUNCT;
+    }
+    if c.is_mark_nonspacing() {
+        p |= MN;
+    }
+    if is_chinese_char(c) {
+        p |= CJK;
+    }
+    let mut n = 0;
+    let mut same = true;
+    decompose_canonical(c, |d| {
+        n += 1;
+        same &= d == c;
+    });
+    if n == 1 && same && canonical_combining_class(c) == 0 {
+        p |= NFD_SAME;
+    }
+    if c.to_lowercase().eq(std::iter::once(c)) {
+        p |= LOWER_SAME;
+    }
+    p
+}
+
+/// The properties above, from a table for the Basic Multilingual Plane (filled a block of
+/// 256 characters at a time, on first use) and computed for the other planes.
+#[inline]
+fn props(c: char) -> u8 {
+    static BLOCKS: [OnceLock<Box<[u8; 256]>>; 256] = [const { OnceLock::new() }; 256];
+    let u = c as u32;
+    if u >= 0x10000 {
+        return compute_props(c);
+    }
+    let block = BLOCKS[(u >> 8) as usize].get_or_init(|| {
+        let mut t = Box::new([0u8; 256]);
+        for (i, slot) in t.iter_mut().enumerate() {
+            if let Some(ch) = char::from_u32((u & !0xFF) | i as u32) {
+                *slot = compute_props(ch);
+            }
+        }
+        t
+    });
+    block[(u & 0xFF) as usize]
 }
 
 /// What an ASCII byte becomes: dropped, a word boundary, a punctuation word, or a letter.
@@ -213,11 +283,12 @@ impl BertSplitter {
         buf: &mut WordBuf,
         on_word: &mut dyn FnMut(&WordBuf) -> Result<(), E>,
     ) -> Result<(), E> {
+        let p = props(c);
         let c = if self.norm.clean_text {
-            if c == '\0' || c == '\u{fffd}' || is_control(c) {
+            if p & DROP != 0 {
                 return Ok(());
             }
-            if c.is_whitespace() {
+            if p & WS != 0 {
                 ' '
             } else {
                 c
@@ -225,7 +296,7 @@ impl BertSplitter {
         } else {
             c
         };
-        if self.norm.handle_chinese_chars && is_chinese_char(c) {
+        if self.norm.handle_chinese_chars && p & CJK != 0 {
             self.decompose(' ', ci, buf, on_word)?;
             self.decompose(c, ci, buf, on_word)?;
             self.decompose(' ', ci, buf, on_word)
@@ -245,9 +316,9 @@ impl BertSplitter {
         if !self.norm.strip_accents {
             return self.lower(c, ci, buf, on_word);
         }
-        if (c as u32) < 0xC0 {
+        if props(c) & NFD_SAME != 0 {
             self.flush_pending(buf, on_word)?;
-            return self.lower(c, ci, buf, on_word);
+            return self.unmark(c, ci, buf, on_word);
         }
         let mut result = Ok(());
         decompose_canonical(c, |d| {
@@ -296,7 +367,7 @@ impl BertSplitter {
         buf: &mut WordBuf,
         on_word: &mut dyn FnMut(&WordBuf) -> Result<(), E>,
     ) -> Result<(), E> {
-        if c.is_mark_nonspacing() {
+        if props(c) & MN != 0 {
             return Ok(());
         }
         self.lower(c, ci, buf, on_word)
@@ -309,7 +380,7 @@ impl BertSplitter {
         buf: &mut WordBuf,
         on_word: &mut dyn FnMut(&WordBuf) -> Result<(), E>,
     ) -> Result<(), E> {
-        if self.norm.lowercase {
+        if self.norm.lowercase && props(c) & LOWER_SAME == 0 {
             for l in c.to_lowercase() {
                 classify(l, ci, buf, on_word)?;
             }
@@ -326,9 +397,10 @@ fn classify<E>(
     buf: &mut WordBuf,
     on_word: &mut dyn FnMut(&WordBuf) -> Result<(), E>,
 ) -> Result<(), E> {
-    if c.is_whitespace() {
+    let p = props(c);
+    if p & WS != 0 {
         flush(buf, on_word)
-    } else if is_bert_punct(c) {
+    } else if p & PUNCT != 0 {
         flush(buf, on_word)?;
         push(buf, c, ci);
         flush(buf, on_word)
@@ -403,6 +475,16 @@ mod tests {
         assert_eq!(w[1].0, "İ");
         let lower_only = BertNormalizer::new(true, true, Some(false), true);
         assert_eq!(words(lower_only, "İ")[0].0, "i\u{307}");
+    }
+
+    #[test]
+    fn table_agrees_with_the_definitions() {
+        for u in (0..0x3_0000u32).step_by(7).chain(0..0x800) {
+            if let Some(c) = char::from_u32(u) {
+                assert_eq!(props(c), compute_props(c), "U+{u:04X}");
+                assert_eq!(props(c) & PUNCT != 0, is_bert_punct(c));
+            }
+        }
     }
 
     #[test]

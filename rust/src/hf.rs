@@ -421,8 +421,11 @@ pub struct VocabOptions {
 /// normalizer and pre-tokenizer, the special tokens present in the vocabulary as added
 /// tokens, `[CLS] A [SEP] B [SEP]`, the WordPiece decoder; no truncation, no padding.
 pub fn from_vocab_txt(path: &Path, opts: &VocabOptions) -> Result<WordPiece> {
-    let text = read(path)?;
-    let origin = path.display().to_string();
+    from_vocab_text(&read(path)?, &path.display().to_string(), opts)
+}
+
+/// [`from_vocab_txt`] from the file's text; `origin` names it in errors.
+pub fn from_vocab_text(text: &str, origin: &str, opts: &VocabOptions) -> Result<WordPiece> {
     let vocab: Vec<(String, u32)> = text
         .lines()
         .enumerate()
@@ -456,7 +459,7 @@ pub fn from_vocab_txt(path: &Path, opts: &VocabOptions) -> Result<WordPiece> {
     let sep = model.token_to_id(&opts.sep_token);
     let (Some(cls), Some(sep)) = (cls, sep) else {
         return Err(Error::invalid(
-            &origin,
+            origin,
             format!(
                 "the vocabulary lacks {:?} or {:?} (cls_token / sep_token)",
                 opts.cls_token, opts.sep_token

@@ -336,12 +336,14 @@ impl PyWordPiece {
         })
     }
 
-    /// Loads a BERT `vocab.txt` as HF's `BertWordPieceTokenizer` does.
+    /// A BERT `vocab.txt`'s text (`origin` names it in errors), as HF's
+    /// `BertWordPieceTokenizer` builds it.
     #[staticmethod]
     #[allow(clippy::too_many_arguments)]
-    fn from_vocab(
+    fn from_vocab_text(
         py: Python<'_>,
-        path: PathBuf,
+        text: &str,
+        origin: &str,
         lowercase: bool,
         strip_accents: Option<bool>,
         clean_text: bool,
@@ -370,7 +372,7 @@ impl PyWordPiece {
             max_input_chars_per_word,
         };
         let core = py
-            .detach(|| hf::from_vocab_txt(&path, &opts))
+            .detach(|| hf::from_vocab_text(text, origin, &opts))
             .map_err(to_py)?;
         Ok(PyWordPiece {
             core: Arc::new(core),

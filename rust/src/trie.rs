@@ -1,6 +1,6 @@
 //! A byte trie over a vocabulary, for longest-prefix matching.
 //!
-//! Nodes are numbered breadth-first; each node's outgoing edges are contiguous in `labels` /
+//! Nodes are numbered depth-first (preorder); each node's outgoing edges are contiguous in `labels` /
 //! `targets` (sorted by byte), and nodes with many children also get a dense 256-entry table.
 //! `longest_match` walks the input once: O(length of the match + one step), no hashing, no
 //! allocation. Memory: about 9 bytes per edge plus 1 KiB per dense node.
@@ -43,15 +43,14 @@ impl Trie {
             }
             tmp[at].1 = value;
         }
+        // depth-first preorder: a walk down the trie touches nearby nodes
         let mut order = Vec::with_capacity(tmp.len());
         let mut index = vec![0u32; tmp.len()];
-        order.push(0usize);
-        let mut k = 0;
-        while k < order.len() {
-            let n = order[k];
-            index[n] = k as u32;
-            order.extend(tmp[n].0.values().copied());
-            k += 1;
+        let mut stack = vec![0usize];
+        while let Some(n) = stack.pop() {
+            index[n] = order.len() as u32;
+            order.push(n);
+            stack.extend(tmp[n].0.values().rev().copied());
         }
         let mut trie = Trie {
             nodes: Vec::with_capacity(order.len()),

@@ -29,6 +29,8 @@ pub struct Model {
     /// continuations from the node after the prefix (`##`).
     trie: Trie,
     cont_root: Option<u32>,
+    /// Short entries with their bytes inline, for the whole-word fast path.
+    words: WordTable,
     unk_token: String,
     unk: Option<u32>,
     prefix: String,
@@ -61,10 +63,12 @@ impl Model {
         let unk = map.get(unk_token.as_str()).copied();
         let trie = Trie::new(map.iter().map(|(t, &id)| (t.as_bytes(), id)));
         let cont_root = trie.walk(Trie::ROOT, prefix.as_bytes());
+        let words = WordTable::new(map.iter().map(|(t, &id)| (t.as_bytes(), id)));
         Model {
             vocab: map,
             trie,
             cont_root,
+            words,
             unk_token,
             unk,
             prefix,
@@ -123,7 +127,7 @@ impl Model {
             return self.unk(word, out);
         }
         // most words are whole vocabulary entries: one hash probe beats a trie walk there
-        if let Some(&id) = self.vocab.get(word) {
+        if let Some(id) = self.words.get(word.as_bytes()) {
             out.push((id, 0, word.len() as u32));
             return Ok(());
         }
@@ -150,6 +154,83 @@ impl Model {
             }
         }
         Ok(())
+    }
+}
+
+/// Keys up to this many bytes live in the [`WordTable`] (longer words go to the trie, which
+/// finds them too).
+const INLINE: usize = 11;
+
+/// An open-addressing table of short keys stored inline (one cache line holds a slot's key,
+/// length and value: no pointer to chase), for exact whole-word lookups.
+struct WordTable {
+    slots: Vec<Slot>,
+    mask: usize,
+}
+
+#[derive(Clone, Copy)]
+#[repr(C, align(16))]
+struct Slot {
+    key: [u8; INLINE],
+    /// 0: empty; else key length + 1.
+    len: u8,
+    value: u32,
+}
+
+impl WordTable {
+    fn new<'a>(keys: impl Iterator<Item = (&'a [u8], u32)>) -> Self {
+        let keys: Vec<(&[u8], u32)> = keys.filter(|(k, _)| k.len() <= INLINE).collect();
+        let size = (keys.len() * 2).next_power_of_two().max(16);
+        let empty = Slot {
+            key: [0; INLINE],
+            len: 0,
+            value: 0,
+        };
+        let mut table = WordTable {
+            slots: vec![empty; size],
+            mask: size - 1,
+        };
+        for (k, v) in keys {
+            let h = Self::hash(k);
+            let mut i = h as usize & table.mask;
+            while table.slots[i].len != 0 {
+                i = (i + 1) & table.mask;
+            }
+            let slot = &mut table.slots[i];
+            slot.key[..k.len()].copy_from_slice(k);
+            slot.len = k.len() as u8 + 1;
+            slot.value = v;
+        }
+        table
+    }
+
+    #[inline]
+    fn hash(k: &[u8]) -> u32 {
+        // FNV-1a folded with the length; short keys, so byte-at-a-time is fine
+        let mut h: u32 = 0x811c_9dc5 ^ k.len() as u32;
+        for &b in k {
+            h = (h ^ b as u32).wrapping_mul(0x0100_0193);
+        }
+        h ^ (h >> 15)
+    }
+
+    #[inline]
+    fn get(&self, k: &[u8]) -> Option<u32> {
+        if k.len() > INLINE {
+            return None;
+        }
+        let h = Self::hash(k);
+        let mut i = h as usize & self.mask;
+        loop {
+            let slot = &self.slots[i];
+            if slot.len == 0 {
+                return None;
+            }
+            if slot.len as usize == k.len() + 1 && &slot.key[..k.len()] == k {
+                return Some(slot.value);
+            }
+            i = (i + 1) & self.mask;
+        }
     }
 }
 
@@ -292,26 +373,24 @@ impl Encoding {
         self.ids.is_empty()
     }
 
+    /// Keeps `n` tokens: the first ones, or the last ones when `left`. (Fields a sequence
+    /// has not filled yet stay empty.)
     fn keep(&mut self, n: usize, left: bool) {
-        if n >= self.len() {
-            return;
+        fn cut<T>(v: &mut Vec<T>, n: usize, left: bool) {
+            if v.len() > n {
+                if left {
+                    v.drain(..v.len() - n);
+                } else {
+                    v.truncate(n);
+                }
+            }
         }
-        if left {
-            let cut = self.len() - n;
-            self.ids.drain(..cut);
-            self.type_ids.drain(..cut);
-            self.offsets.drain(..cut);
-            self.words.drain(..cut);
-            self.special.drain(..cut);
-            self.attention.drain(..cut);
-        } else {
-            self.ids.truncate(n);
-            self.type_ids.truncate(n);
-            self.offsets.truncate(n);
-            self.words.truncate(n);
-            self.special.truncate(n);
-            self.attention.truncate(n);
-        }
+        cut(&mut self.ids, n, left);
+        cut(&mut self.type_ids, n, left);
+        cut(&mut self.offsets, n, left);
+        cut(&mut self.words, n, left);
+        cut(&mut self.special, n, left);
+        cut(&mut self.attention, n, left);
     }
 
     fn append(&mut self, other: &Encoding) {
@@ -482,9 +561,15 @@ impl WordPiece {
             })
     }
 
-    /// One sequence, before truncation and post-processing (type ids 0).
-    pub fn encode_sequence(&self, text: &str) -> Result<Encoding> {
+    /// One sequence, before truncation and post-processing: only `ids`, `offsets` and
+    /// `words` are filled (the rest is constant for a sequence and added by `post_process`).
+    fn encode_sequence(&self, text: &str) -> Result<Encoding> {
         let mut sink = Sink::default();
+        // about one token per 4 bytes of English: fewer reallocations
+        let guess = text.len() / 4 + 8;
+        sink.enc.ids.reserve(guess);
+        sink.enc.offsets.reserve(guess);
+        sink.enc.words.reserve(guess);
         let mut buf = WordBuf::default();
         match &self.automaton {
             None => {
@@ -508,12 +593,7 @@ impl WordPiece {
                 self.split_into(&text[at..], ci, &mut buf, &mut sink)?;
             }
         }
-        let mut enc = sink.enc;
-        let n = enc.ids.len();
-        enc.type_ids = vec![0; n];
-        enc.special = vec![0; n];
-        enc.attention = vec![1; n];
-        Ok(enc)
+        Ok(sink.enc)
     }
 
     /// Encodes a text or a pair as HF's `Tokenizer.encode` does: truncation, then the
@@ -557,6 +637,13 @@ impl WordPiece {
             truncate(&mut ea, eb.as_mut(), max_length, t)?;
         }
         let mut out = Encoding::default();
+        let n = ea.len() + eb.as_ref().map_or(0, Encoding::len) + 8;
+        out.ids.reserve(n);
+        out.type_ids.reserve(n);
+        out.offsets.reserve(n);
+        out.words.reserve(n);
+        out.special.reserve(n);
+        out.attention.reserve(n);
         let default_template;
         let pieces = match &self.template {
             Some(t) => t.pieces(pair),
@@ -591,8 +678,13 @@ impl WordPiece {
                     } else {
                         &mut ea
                     };
-                    e.type_ids.iter_mut().for_each(|t| *t = *type_id);
-                    out.append(e);
+                    let n = e.ids.len();
+                    out.ids.extend_from_slice(&e.ids);
+                    out.offsets.extend_from_slice(&e.offsets);
+                    out.words.extend_from_slice(&e.words);
+                    out.type_ids.extend(std::iter::repeat_n(*type_id, n));
+                    out.special.extend(std::iter::repeat_n(0, n));
+                    out.attention.extend(std::iter::repeat_n(1, n));
                 }
                 Piece::Special { ids, type_id } => {
                     if add_special_tokens {
@@ -899,6 +991,17 @@ mod tests {
         let e = wp
             .encode("hello world hello", Some("a a"), true, &settings)
             .unwrap();
+        let left = Settings {
+            truncation: Some(Truncation {
+                left: true,
+                ..settings.truncation.clone().unwrap()
+            }),
+            padding: None,
+        };
+        let l = wp
+            .encode("hello world hello", Some("a a"), true, &left)
+            .unwrap();
+        assert_eq!(l.ids, vec![2, 5, 4, 3, 11, 3]);
         // 6 - 3 added = 3 ids for the texts: HF's longest-first gives 2 + 1
         assert_eq!(e.ids, vec![2, 4, 5, 3, 11, 3, 0, 0]);
         assert_eq!(e.type_ids, vec![0, 0, 0, 0, 1, 1, 0, 0]);
