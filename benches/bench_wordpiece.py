@@ -12,8 +12,8 @@ the first, ``warm`` the second (caches). MB = 10**6 UTF-8 bytes.
 
 ``mismatches`` counts documents whose ids differ from Hugging Face tokenizers' (the
 reference). Peers (splintr; tokie and kitoken when installed) are looked for in this
-interpreter and in ``/work/benchvenv``; a peer that is absent or cannot load the file is
-listed as skipped with the reason.
+interpreter and in ``$FERROTOK_PEERS_PYTHON`` (another interpreter); a peer that is absent
+or cannot load the file is listed as skipped with the reason.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ HERE = Path(__file__).resolve().parent
 SHARED = HERE.parents[1] / "shared"
 DEFAULT_JSON = SHARED / "vocab" / "bert-uncased-minilm.tokenizer.json"
 FIXTURE_JSON = HERE.parent / "tests" / "data" / "bert-uncased.tokenizer.json"
-BENCHVENV = Path("/work/benchvenv/bin/python")
+# Another interpreter that has the peers installed (they need not share ferrotok's venv).
+PEERS_PYTHON = os.environ.get("FERROTOK_PEERS_PYTHON", "")
 RESULT = "@@bench_wordpiece "
 LIBS = ("ferrotok", "tokenizers", "splintr", "tokie", "kitoken")
 
@@ -108,8 +109,8 @@ def worker(lib: str, path: str, corpus: str, max_docs: int | None) -> None:
 
 def interpreter_for(lib: str) -> str | None:
     module = {"tokie": "tokie", "kitoken": "kitoken"}.get(lib, lib)
-    for python in (sys.executable, str(BENCHVENV)):
-        if not Path(python).exists():
+    for python in (sys.executable, PEERS_PYTHON):
+        if not python or not Path(python).exists():
             continue
         probe = subprocess.run([python, "-c", f"import {module}"], capture_output=True, check=False)
         if probe.returncode == 0:
