@@ -13,6 +13,7 @@ use std::cell::RefCell;
 
 use hashbrown::HashTable;
 
+use super::merge::PairMemo;
 use crate::vocab::{hash_bytes, Rank};
 
 /// Arena size at which a cache starts over (about 3x this in memory, per thread and encoding).
@@ -34,6 +35,8 @@ pub struct PieceCache {
     table: HashTable<Entry>,
     keys: Vec<u8>,
     ids: Vec<Rank>,
+    /// Pair ranks seen while merging (same thread, same encoding).
+    pub pairs: PairMemo,
 }
 
 impl PieceCache {

@@ -37,19 +37,66 @@ fn pair_rank(vocab: &Vocab, piece: &[u8], start: usize, end: usize) -> Rank {
     vocab.rank(&piece[start..end]).unwrap_or(NONE)
 }
 
+/// A direct-mapped memo of `(left id, right id) -> rank of their concatenation`, kept per
+/// thread: the same pairs come up again and again while merging, and this 256 KiB table
+/// answers them from L2 instead of hashing bytes into the vocabulary's 8 MB index. Exact: a
+/// slot holds the full pair, and the rank of a concatenation depends on nothing else.
+pub struct PairMemo {
+    slots: Box<[(u64, Rank)]>,
+}
+
+const MEMO_SLOTS: usize = 1 << 14;
+
+impl Default for PairMemo {
+    fn default() -> Self {
+        PairMemo {
+            slots: vec![(u64::MAX, NONE); MEMO_SLOTS].into_boxed_slice(),
+        }
+    }
+}
+
+impl PairMemo {
+    #[inline(always)]
+    fn rank(
+        &mut self,
+        vocab: &Vocab,
+        piece: &[u8],
+        start: usize,
+        end: usize,
+        left: Rank,
+        right: Rank,
+    ) -> Rank {
+        let key = (left as u64) << 32 | right as u64;
+        let slot = (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - MEMO_SLOTS.trailing_zeros()))
+            as usize;
+        let (k, r) = self.slots[slot];
+        if k == key {
+            return r;
+        }
+        let r = pair_rank(vocab, piece, start, end);
+        self.slots[slot] = (key, r);
+        r
+    }
+}
+
 /// Merges `piece` (at least 2 bytes) and appends its ids to `out`. `parts` is scratch space.
-pub fn merge_small(vocab: &Vocab, piece: &[u8], parts: &mut Vec<Part>, out: &mut Vec<Rank>) {
+pub fn merge_small(
+    vocab: &Vocab,
+    piece: &[u8],
+    parts: &mut Vec<Part>,
+    memo: &mut PairMemo,
+    out: &mut Vec<Rank>,
+) {
     let n = piece.len();
     parts.clear();
     parts.extend((0..n).map(|i| Part {
         start: i as u32,
         id: vocab.byte_rank(piece[i]),
-        pair: if i + 1 < n {
-            pair_rank(vocab, piece, i, i + 2)
-        } else {
-            NONE
-        },
+        pair: NONE,
     }));
+    for i in 0..n - 1 {
+        parts[i].pair = memo.rank(vocab, piece, i, i + 2, parts[i].id, parts[i + 1].id);
+    }
     // end of part k (the start of the next one, or the end of the piece)
     let end = |parts: &[Part], k: usize| parts.get(k + 1).map_or(n, |p| p.start as usize);
     loop {
@@ -68,13 +115,21 @@ pub fn merge_small(vocab: &Vocab, piece: &[u8], parts: &mut Vec<Part>, out: &mut
         parts.remove(at + 1);
         let start = parts[at].start as usize;
         parts[at].pair = if at + 1 < parts.len() {
-            pair_rank(vocab, piece, start, end(parts, at + 1))
+            memo.rank(
+                vocab,
+                piece,
+                start,
+                end(parts, at + 1),
+                best,
+                parts[at + 1].id,
+            )
         } else {
             NONE
         };
         if at > 0 {
             let prev = parts[at - 1].start as usize;
-            parts[at - 1].pair = pair_rank(vocab, piece, prev, end(parts, at));
+            parts[at - 1].pair =
+                memo.rank(vocab, piece, prev, end(parts, at), parts[at - 1].id, best);
         }
     }
     out.extend(parts.iter().map(|p| p.id));

@@ -55,6 +55,20 @@ fn up_to_three_numbers(cl: &Classifier, mut end: usize) -> usize {
     end
 }
 
+/// ` ?[^\s\p{L}\p{N}]+` followed by any run of the ASCII bytes `tail` accepts: the optional
+/// space only helps when an "other" character follows it (a space is not one).
+#[inline]
+fn space_then_others(cl: &Classifier, i: usize, tail: impl Fn(u8) -> bool) -> Option<usize> {
+    let b = cl.bytes;
+    let s = if b[i] == b' ' { i + 1 } else { i };
+    if s < b.len() && is_other(cl.at(s).0) {
+        let end = cl.run_end_not(s, S | L | N);
+        Some(end + b[end..].iter().take_while(|&&c| tail(c)).count())
+    } else {
+        None
+    }
+}
+
 /// The whitespace alternatives shared by the patterns, for a run starting at `i`:
 /// `\s+(?!\S)` keeps the run's last character for the next piece when the run is followed by
 /// a non-space, and a run of one character is a piece by itself (`\s` / `\s+`).
@@ -155,14 +169,8 @@ fn next_cl100k(cl: &Classifier, i: usize) -> usize {
         return up_to_three_numbers(cl, i + l0);
     }
     // ` ?[^\s\p{L}\p{N}]++[\r\n]*+`
-    let s = if b[i] == b' ' { i + 1 } else { i };
-    if s < n && is_other(cl.at(s).0) {
-        let end = cl.run_end_not(s, S | L | N);
-        return end
-            + b[end..]
-                .iter()
-                .take_while(|&&c| c == b'\r' || c == b'\n')
-                .count();
+    if let Some(end) = space_then_others(cl, i, |c| c == b'\r' || c == b'\n') {
+        return end;
     }
     // \s++$ | \s*[\r\n] | \s+(?!\S) | \s
     let run_end = cl.run_end(i, S);
@@ -249,14 +257,8 @@ fn next_o200k(cl: &Classifier, i: usize) -> usize {
         return up_to_three_numbers(cl, i + l0);
     }
     // ` ?[^\s\p{L}\p{N}]+[\r\n/]*`
-    let s = if b[i] == b' ' { i + 1 } else { i };
-    if s < n && is_other(cl.at(s).0) {
-        let end = cl.run_end_not(s, S | L | N);
-        return end
-            + b[end..]
-                .iter()
-                .take_while(|&&c| matches!(c, b'\r' | b'\n' | b'/'))
-                .count();
+    if let Some(end) = space_then_others(cl, i, |c| matches!(c, b'\r' | b'\n' | b'/')) {
+        return end;
     }
     // \s*[\r\n]+ | \s+(?!\S) | \s+
     let run_end = cl.run_end(i, S);
