@@ -47,6 +47,7 @@ from bench_bpe import (  # noqa: E402
     _rank_file,
     _reset_peak_rss,
     _status_kb,
+    cpu_model,
     fmt_table,
     heading,
     load_docs,
@@ -361,15 +362,9 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
 
     out = [heading("ferrotok batch benchmark", md)]
-    model = platform.processor() or "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), model)
-    except OSError:
-        pass
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     out.append(
-        f"{model}; {os.cpu_count()} CPUs; Python {platform.python_version()}; "
+        f"{cpu_model()}; {os.cpu_count()} CPUs; Python {platform.python_version()}; "
         f"load average {load:.2f} at the end; {elapsed:.0f} s."
     )
     out.append("Versions: " + ", ".join(f"{lib} {v}" for lib, v in versions.items()))

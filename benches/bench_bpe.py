@@ -328,13 +328,19 @@ def heading(text: str, markdown: bool) -> str:
     return f"\n### {text}\n" if markdown else f"\n{text}\n{'=' * len(text)}"
 
 
-def machine_line(cpu: int) -> str:
+def cpu_model() -> str:
+    """The processor's model name, for the report."""
     model = platform.processor() or "?"
     try:
         with open("/proc/cpuinfo") as f:
             model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), model)
     except OSError:
         pass
+    return model
+
+
+def machine_line(cpu: int) -> str:
+    model = cpu_model()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (
         f"{model}; workers pinned to CPU {cpu} of {os.cpu_count()}; "
