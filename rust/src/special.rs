@@ -96,11 +96,6 @@ impl SpecialTokens {
         self.by_id.get(&id).map(|&i| self.tokens[i].0.as_bytes())
     }
 
-    /// The id of special token `text`.
-    pub fn id_of(&self, text: &str) -> Option<Rank> {
-        self.by_text.get(text).map(|&i| self.tokens[i].1)
-    }
-
     /// The largest id, if any.
     pub fn max_id(&self) -> Option<Rank> {
         self.tokens.iter().map(|&(_, id)| id).max()
@@ -116,11 +111,6 @@ impl SpecialTokens {
             }
         }
         SpecialSet(set)
-    }
-
-    /// Every special token.
-    pub fn all(&self) -> SpecialSet {
-        SpecialSet(vec![true; self.tokens.len()])
     }
 
     /// The leftmost(-longest) special token starting at or after byte `from`.

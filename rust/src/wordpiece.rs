@@ -365,6 +365,18 @@ pub struct Encoding {
 }
 
 impl Encoding {
+    /// An empty encoding with room for `n` tokens in every column.
+    pub fn with_capacity(n: usize) -> Self {
+        Encoding {
+            ids: Vec::with_capacity(n),
+            type_ids: Vec::with_capacity(n),
+            offsets: Vec::with_capacity(n),
+            words: Vec::with_capacity(n),
+            special: Vec::with_capacity(n),
+            attention: Vec::with_capacity(n),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.ids.len()
     }
@@ -636,14 +648,7 @@ impl WordPiece {
             };
             truncate(&mut ea, eb.as_mut(), max_length, t)?;
         }
-        let mut out = Encoding::default();
-        let n = ea.len() + eb.as_ref().map_or(0, Encoding::len) + 8;
-        out.ids.reserve(n);
-        out.type_ids.reserve(n);
-        out.offsets.reserve(n);
-        out.words.reserve(n);
-        out.special.reserve(n);
-        out.attention.reserve(n);
+        let mut out = Encoding::with_capacity(ea.len() + eb.as_ref().map_or(0, Encoding::len) + 8);
         let default_template;
         let pieces = match &self.template {
             Some(t) => t.pieces(pair),
@@ -722,15 +727,10 @@ impl WordPiece {
             }
         }
         let total = encs.iter().map(Encoding::len).sum();
-        let mut out = EncodingBatch::default();
-        let r = &mut out.rows;
-        r.ids.reserve(total);
-        r.type_ids.reserve(total);
-        r.offsets.reserve(total);
-        r.words.reserve(total);
-        r.special.reserve(total);
-        r.attention.reserve(total);
-        out.row_offsets.reserve(encs.len() + 1);
+        let mut out = EncodingBatch {
+            rows: Encoding::with_capacity(total),
+            row_offsets: Vec::with_capacity(encs.len() + 1),
+        };
         out.row_offsets.push(0);
         for e in &encs {
             out.rows.append(e);

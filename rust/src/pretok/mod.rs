@@ -38,12 +38,6 @@ impl Pretokenizer {
         })
     }
 
-    /// The regex path for any pattern, also for the official ones (the reference that the
-    /// scanners are tested against).
-    pub fn regex(pattern: &str) -> Result<Self> {
-        Ok(Pretokenizer::Regex(RegexSplit::new(pattern)?))
-    }
-
     /// The pattern this pre-tokenizer implements.
     pub fn pattern(&self) -> &str {
         match self {
