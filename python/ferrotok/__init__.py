@@ -19,6 +19,7 @@ from .embedding import (
 )
 from .encoding import Encoding, get_encoding, list_encodings
 from .patches import PatchEmbedding, VectorQuantizer, patchify, tubelets, unpatchify, untubelet
+from .sentencepiece import SentencePiece
 from .tokenizer import Encoded, Tokenizer
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "EncodingBatch",
     "PatchEmbedding",
     "QuantizationError",
+    "SentencePiece",
     "TokenBatch",
     "Tokenizer",
     "VectorQuantizer",

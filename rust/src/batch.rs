@@ -73,13 +73,14 @@ where
     }
 }
 
-/// Encodes every text with `encode` on `threads` threads (in order) into one ragged batch.
+/// Encodes every text with `encode(index, text)` on `threads` threads (in order) into one
+/// ragged batch.
 pub fn encode_all<F>(texts: &[&str], threads: usize, encode: F) -> Result<Ragged>
 where
-    F: Fn(&str) -> Result<Vec<Rank>> + Sync,
+    F: Fn(usize, &str) -> Result<Vec<Rank>> + Sync,
 {
     let one = |(index, text): (usize, &&str)| {
-        encode(text).map_err(|e| Error::InText {
+        encode(index, text).map_err(|e| Error::InText {
             index,
             source: Box::new(e),
         })
@@ -113,8 +114,8 @@ mod tests {
             .map(|i| format!("text {i}: {}", "héllo wörld ".repeat(i % 17)))
             .collect();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let one = encode_all(&refs, 1, |t| bpe.encode_ordinary(t)).unwrap();
-        let many = encode_all(&refs, 4, |t| bpe.encode_ordinary(t)).unwrap();
+        let one = encode_all(&refs, 1, |_, t| bpe.encode_ordinary(t)).unwrap();
+        let many = encode_all(&refs, 4, |_, t| bpe.encode_ordinary(t)).unwrap();
         assert_eq!(one, many);
         assert_eq!(one.offsets.len(), 201);
         for (i, t) in refs.iter().enumerate() {

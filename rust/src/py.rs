@@ -16,6 +16,7 @@ use crate::bpe::Bpe;
 use crate::error::Error;
 use crate::hf;
 use crate::registry;
+use crate::spm::{self, SentencePiece};
 use crate::vocab::{Rank, Vocab};
 use crate::wordpiece::{Encoding, Padding, Settings, Truncation, TruncationStrategy, WordPiece};
 
@@ -155,9 +156,9 @@ impl PyBpe {
         let ragged = py
             .detach(|| {
                 if allowed.is_empty() && disallowed.is_empty() {
-                    batch::encode_all(&strs, threads, |t| self.inner.encode_ordinary(t))
+                    batch::encode_all(&strs, threads, |_, t| self.inner.encode_ordinary(t))
                 } else {
-                    batch::encode_all(&strs, threads, |t| {
+                    batch::encode_all(&strs, threads, |_, t| {
                         self.inner.encode(t, &allowed, &disallowed)
                     })
                 }
@@ -599,6 +600,200 @@ impl PyWordPiece {
     }
 }
 
+/// A SentencePiece model (wrapped by `ferrotok.SentencePiece`).
+#[pyclass(frozen, module = "ferrotok._core", name = "CoreSentencePiece")]
+pub struct PySentencePiece {
+    inner: SentencePiece,
+}
+
+impl PySentencePiece {
+    /// Ids of one text: BOS, the text (sampled when `alpha` is given), EOS.
+    fn ids(&self, text: &str, bos: bool, eos: bool, sampling: spm::Sampling) -> Vec<u32> {
+        let sp = &self.inner;
+        let mut ids = Vec::with_capacity(text.len() / 3 + 2);
+        ids.extend(sp.bos_id().filter(|_| bos));
+        sp.encode_into(text, sampling, &mut ids);
+        ids.extend(sp.eos_id().filter(|_| eos));
+        ids
+    }
+}
+
+fn sampling(alpha: Option<f32>, nbest_size: i32, seed: u64) -> PyResult<spm::Sampling> {
+    Ok(match alpha {
+        None => spm::Sampling::None,
+        Some(a) if !(0.0..=1e6).contains(&a) => {
+            return Err(PyValueError::new_err(format!(
+                "alpha must be a finite number >= 0, got {a}"
+            )))
+        }
+        Some(alpha) => spm::Sampling::Sample {
+            alpha,
+            nbest_size,
+            seed,
+        },
+    })
+}
+
+#[pymethods]
+impl PySentencePiece {
+    /// Parses the bytes of a `.model` file; `origin` names it in errors.
+    #[staticmethod]
+    fn from_bytes(py: Python<'_>, data: &[u8], origin: &str) -> PyResult<Self> {
+        let inner = py
+            .detach(|| SentencePiece::from_bytes(data, origin))
+            .map_err(to_py)?;
+        Ok(PySentencePiece { inner })
+    }
+
+    #[getter]
+    fn model_type(&self) -> &'static str {
+        match self.inner.kind() {
+            spm::Kind::Bpe => "bpe",
+            spm::Kind::Unigram => "unigram",
+        }
+    }
+
+    #[getter]
+    fn vocab_size(&self) -> usize {
+        self.inner.vocab_size()
+    }
+
+    /// `(unk, bos, eos, pad)` ids, `None` where the model has none.
+    #[getter]
+    fn special_ids(&self) -> (u32, Option<u32>, Option<u32>, Option<u32>) {
+        let sp = &self.inner;
+        (sp.unk_id(), sp.bos_id(), sp.eos_id(), sp.pad_id())
+    }
+
+    #[getter]
+    fn byte_fallback(&self) -> bool {
+        self.inner.byte_fallback()
+    }
+
+    #[pyo3(signature = (text, add_bos=false, add_eos=false, alpha=None, nbest_size=-1, seed=0))]
+    #[allow(clippy::too_many_arguments)]
+    fn encode<'py>(
+        &self,
+        py: Python<'py>,
+        text: &str,
+        add_bos: bool,
+        add_eos: bool,
+        alpha: Option<f32>,
+        nbest_size: i32,
+        seed: u64,
+    ) -> PyResult<Bound<'py, PyArray1<u32>>> {
+        let s = sampling(alpha, nbest_size, seed)?;
+        let ids = py.detach(|| self.ids(text, add_bos, add_eos, s));
+        Ok(PyArray1::from_vec(py, ids))
+    }
+
+    /// Encodes many texts on a thread pool into `(ids, offsets)`. When sampling, text `i`
+    /// draws from the seed `seed + i`, so the result does not depend on the thread count.
+    #[pyo3(signature = (texts, add_bos=false, add_eos=false, num_threads=None, alpha=None, nbest_size=-1, seed=0))]
+    #[allow(clippy::too_many_arguments)]
+    fn encode_batch<'py>(
+        &self,
+        py: Python<'py>,
+        texts: &Bound<'py, PyAny>,
+        add_bos: bool,
+        add_eos: bool,
+        num_threads: Option<usize>,
+        alpha: Option<f32>,
+        nbest_size: i32,
+        seed: u64,
+    ) -> PyResult<RaggedArrays<'py>> {
+        let owned = texts_of(texts)?;
+        let strs = owned
+            .iter()
+            .map(|s| s.to_str())
+            .collect::<PyResult<Vec<&str>>>()?;
+        let base = sampling(alpha, nbest_size, seed)?;
+        let threads = batch::thread_count(num_threads);
+        let ragged = py
+            .detach(|| {
+                batch::encode_all(&strs, threads, |i, t| {
+                    let s = match base {
+                        spm::Sampling::Sample {
+                            alpha, nbest_size, ..
+                        } => spm::Sampling::Sample {
+                            alpha,
+                            nbest_size,
+                            seed: seed.wrapping_add(i as u64),
+                        },
+                        none => none,
+                    };
+                    Ok(self.ids(t, add_bos, add_eos, s))
+                })
+            })
+            .map_err(to_py)?;
+        Ok((
+            PyArray1::from_vec(py, ragged.ids),
+            PyArray1::from_vec(py, ragged.offsets),
+        ))
+    }
+
+    /// The `n` best segmentations `(ids, score)`, best first.
+    fn nbest<'py>(
+        &self,
+        py: Python<'py>,
+        text: &str,
+        n: usize,
+    ) -> Vec<(Bound<'py, PyArray1<u32>>, f32)> {
+        let results = py.detach(|| self.inner.nbest(text, n));
+        results
+            .into_iter()
+            .map(|(ids, score)| (PyArray1::from_vec(py, ids), score))
+            .collect()
+    }
+
+    fn decode(&self, py: Python<'_>, ids: PyReadonlyArray1<'_, i64>) -> PyResult<String> {
+        let ids = ids.as_slice()?;
+        let n = self.inner.vocab_size();
+        if let Some(&bad) = ids.iter().find(|&&i| i < 0 || i as u64 >= n as u64) {
+            return Err(to_py(Error::UnknownId {
+                id: bad,
+                n_vocab: n,
+            }));
+        }
+        let ids: Vec<u32> = ids.iter().map(|&i| i as u32).collect();
+        py.detach(|| self.inner.decode(&ids)).map_err(to_py)
+    }
+
+    fn normalize(&self, py: Python<'_>, text: &str) -> String {
+        py.detach(|| self.inner.normalize(text))
+    }
+
+    fn id_to_piece(&self, id: i64) -> Option<&str> {
+        u32::try_from(id).ok().and_then(|id| self.inner.piece(id))
+    }
+
+    fn piece_to_id(&self, piece: &str) -> u32 {
+        self.inner.piece_to_id(piece)
+    }
+
+    /// `(piece, score, type)` of every id, the type as sentencepiece names it.
+    fn table(&self) -> Vec<(&str, f32, &'static str)> {
+        let sp = &self.inner;
+        (0..sp.vocab_size() as u32)
+            .map(|id| {
+                let kind = match sp.piece_type(id).expect("in range") {
+                    spm::proto::PieceType::Normal => "NORMAL",
+                    spm::proto::PieceType::Unknown => "UNKNOWN",
+                    spm::proto::PieceType::Control => "CONTROL",
+                    spm::proto::PieceType::UserDefined => "USER_DEFINED",
+                    spm::proto::PieceType::Unused => "UNUSED",
+                    spm::proto::PieceType::Byte => "BYTE",
+                };
+                (
+                    sp.piece(id).expect("in range"),
+                    sp.score(id).expect("in range"),
+                    kind,
+                )
+            })
+            .collect()
+    }
+}
+
 fn side(direction: &str) -> PyResult<bool> {
     match direction {
         "right" => Ok(false),
@@ -619,6 +814,7 @@ fn embedded_encodings() -> Vec<&'static str> {
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyBpe>()?;
     m.add_class::<PyWordPiece>()?;
+    m.add_class::<PySentencePiece>()?;
     m.add_function(wrap_pyfunction!(embedded_encodings, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -27,7 +27,7 @@
 //! becomes the numpy array), short pieces merge with a flat scan (fastest for the pieces of
 //! ordinary text), long pieces with a heap so that no input is quadratic.
 
-mod cache;
+pub(crate) mod cache;
 mod merge;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,0 +1,369 @@
+//! SentencePiece BPE: characters (and user-defined symbols, which never merge) are merged
+//! pairwise, the pair whose merged piece has the highest score first, the leftmost on ties —
+//! `bpe_model.cc`'s order, so the ids are sentencepiece's.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+use rustc_hash::FxHashMap;
+
+use super::normalizer::utf8_len;
+use super::proto::PieceType;
+use super::unigram::SplitMix64;
+use super::{SentencePiece, SPACE};
+use crate::bpe::cache::{with_cache, PieceCache};
+use crate::trie::Trie;
+
+const NONE: u32 = u32::MAX;
+
+/// For each UNUSED piece that a merge proposed: the length of its left part.
+type Splits = FxHashMap<Box<[u8]>, u32>;
+/// Words of at most this many symbols merge with a flat scan; longer ones with a heap.
+const SCAN_MAX: usize = 48;
+
+pub struct Bpe {
+    /// No piece holds `▁` right after another character: a text can be cut before each
+    /// `▁` run and its words merged separately.
+    split_words: bool,
+    /// The model has UNUSED pieces: merged ones are split back the way the whole text's heap
+    /// last proposed them, so only sentencepiece's own whole-text procedure is exact.
+    has_unused: bool,
+    /// Ids of the normal pieces whose string is also a control/unknown/byte piece (which
+    /// `PieceToId` prefers): almost always empty.
+    shadowed: FxHashMap<u32, ()>,
+    user_defined: Option<Trie>,
+}
+
+#[derive(Clone, Copy)]
+struct Sym {
+    start: u32,
+    end: u32,
+    /// The piece's id in `pieces_`, or NONE (an unknown character).
+    id: u32,
+    frozen: bool,
+}
+
+impl Bpe {
+    pub fn new(
+        pieces: &[String],
+        _scores: &[f32],
+        types: &[PieceType],
+        index: &FxHashMap<Box<[u8]>, u32>,
+    ) -> Self {
+        let split_words = index.keys().all(|p| {
+            let s = std::str::from_utf8(p).unwrap_or("");
+            let mut prev: Option<char> = None;
+            s.chars().all(|c| {
+                let ok = !(c == '\u{2581}' && prev.is_some_and(|p| p != '\u{2581}'));
+                prev = Some(c);
+                ok
+            })
+        });
+        let mut shadowed = FxHashMap::default();
+        for (i, t) in types.iter().enumerate() {
+            let reserved = matches!(t, PieceType::Control | PieceType::Unknown | PieceType::Byte);
+            if reserved {
+                if let Some(&id) = index.get(pieces[i].as_bytes()) {
+                    shadowed.insert(id, ());
+                }
+            }
+        }
+        let user: Vec<(&[u8], u32)> = types
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| **t == PieceType::UserDefined)
+            .map(|(i, _)| (pieces[i].as_bytes(), i as u32))
+            .collect();
+        Bpe {
+            split_words,
+            has_unused: types.contains(&PieceType::Unused),
+            shadowed,
+            user_defined: (!user.is_empty()).then(|| Trie::new(user.iter().copied())),
+        }
+    }
+
+    /// Appends the ids of a normalized text.
+    pub fn encode(&self, sp: &SentencePiece, text: &[u8], out: &mut Vec<u32>) {
+        if self.has_unused || !self.split_words {
+            let mut syms = Vec::new();
+            self.symbols(sp, text, &mut syms);
+            let mut rev = FxHashMap::default();
+            let track = self.has_unused.then_some(&mut rev);
+            merge_heap(sp, text, &mut syms, track, None);
+            self.emit_all(sp, text, &syms, &rev, out);
+            return;
+        }
+        with_cache(sp.cache_owner, |cache: &mut PieceCache| {
+            let mut syms = Vec::new();
+            for word in words(text) {
+                if cache.get(word, out) {
+                    continue;
+                }
+                let at = out.len();
+                self.symbols(sp, word, &mut syms);
+                if syms.len() <= SCAN_MAX {
+                    merge_scan(sp, word, &mut syms);
+                } else {
+                    merge_heap(sp, word, &mut syms, None, None);
+                }
+                self.emit_all(sp, word, &syms, &FxHashMap::default(), out);
+                cache.put(word, &out[at..]);
+            }
+        })
+    }
+
+    /// BPE-dropout: each merge is skipped with probability `alpha`.
+    pub fn encode_dropout(
+        &self,
+        sp: &SentencePiece,
+        text: &[u8],
+        alpha: f32,
+        seed: u64,
+        out: &mut Vec<u32>,
+    ) {
+        let mut rng = SplitMix64::new(seed);
+        let mut syms = Vec::new();
+        self.symbols(sp, text, &mut syms);
+        let mut rev = FxHashMap::default();
+        let track = self.has_unused.then_some(&mut rev);
+        merge_heap(sp, text, &mut syms, track, Some((alpha, &mut rng)));
+        self.emit_all(sp, text, &syms, &rev, out);
+    }
+
+    /// The initial symbols: one per character, or per user-defined symbol (longest match).
+    fn symbols(&self, sp: &SentencePiece, text: &[u8], syms: &mut Vec<Sym>) {
+        syms.clear();
+        let mut at = 0;
+        while at < text.len() {
+            let rest = &text[at..];
+            let (len, frozen) = match self
+                .user_defined
+                .as_ref()
+                .and_then(|t| t.longest_match(Trie::ROOT, rest))
+            {
+                Some((len, _)) => (len, true),
+                None => (utf8_len(rest[0]).min(rest.len()), false),
+            };
+            let id = sp.index.get(&rest[..len]).copied().unwrap_or(NONE);
+            syms.push(Sym {
+                start: at as u32,
+                end: (at + len) as u32,
+                id,
+                frozen,
+            });
+            at += len;
+        }
+    }
+
+    /// Appends the ids of the final symbols, split back where they are UNUSED pieces.
+    fn emit_all(
+        &self,
+        sp: &SentencePiece,
+        text: &[u8],
+        syms: &[Sym],
+        rev: &Splits,
+        out: &mut Vec<u32>,
+    ) {
+        for s in syms {
+            self.emit(sp, text, s.start, s.end, s.id, rev, out);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn emit(
+        &self,
+        sp: &SentencePiece,
+        text: &[u8],
+        start: u32,
+        end: u32,
+        id: u32,
+        rev: &Splits,
+        out: &mut Vec<u32>,
+    ) {
+        let segment = &text[start as usize..end as usize];
+        let id = if id == NONE || self.shadowed.contains_key(&id) {
+            sp.piece_to_id(std::str::from_utf8(segment).expect("symbols are whole characters"))
+        } else {
+            id
+        };
+        if self.has_unused && sp.types[id as usize] == PieceType::Unused {
+            if let Some(&left_len) = rev.get(segment) {
+                let mid = start + left_len;
+                let left = sp.index.get(&text[start as usize..mid as usize]).copied();
+                let right = sp.index.get(&text[mid as usize..end as usize]).copied();
+                self.emit(sp, text, start, mid, left.unwrap_or(NONE), rev, out);
+                self.emit(sp, text, mid, end, right.unwrap_or(NONE), rev, out);
+                return;
+            }
+        }
+        sp.emit(segment, id, out);
+    }
+}
+
+/// Cuts a normalized text before each `▁` that follows another character.
+fn words(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut spaces = memchr::memmem::find_iter(text, SPACE.as_bytes());
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        if start >= text.len() {
+            return None;
+        }
+        for p in spaces.by_ref() {
+            if p > start && !text[..p].ends_with(SPACE.as_bytes()) {
+                let word = &text[start..p];
+                start = p;
+                return Some(word);
+            }
+        }
+        let word = &text[start..];
+        start = text.len();
+        Some(word)
+    })
+}
+
+/// The id and score of the piece that merging `l` and `r` would make.
+#[inline]
+fn pair(sp: &SentencePiece, text: &[u8], l: &Sym, r: &Sym) -> Option<(u32, f32)> {
+    if l.frozen || r.frozen {
+        return None;
+    }
+    let id = *sp.index.get(&text[l.start as usize..r.end as usize])?;
+    Some((id, sp.scores[id as usize]))
+}
+
+/// Merges a short word in place: repeatedly the best pair (highest score, leftmost).
+fn merge_scan(sp: &SentencePiece, text: &[u8], syms: &mut Vec<Sym>) {
+    if syms.len() < 2 {
+        return;
+    }
+    let mut pairs: Vec<Option<(u32, f32)>> = syms
+        .windows(2)
+        .map(|w| pair(sp, text, &w[0], &w[1]))
+        .collect();
+    loop {
+        let mut best: Option<(usize, u32, f32)> = None;
+        for (k, p) in pairs.iter().enumerate() {
+            if let Some((id, score)) = *p {
+                if best.is_none_or(|(_, _, s)| score > s) {
+                    best = Some((k, id, score));
+                }
+            }
+        }
+        let Some((k, id, _)) = best else { break };
+        syms[k].end = syms[k + 1].end;
+        syms[k].id = id;
+        syms.remove(k + 1);
+        pairs.remove(k);
+        if k + 1 < syms.len() {
+            pairs[k] = pair(sp, text, &syms[k], &syms[k + 1]);
+        }
+        if k > 0 {
+            pairs[k - 1] = pair(sp, text, &syms[k - 1], &syms[k]);
+        }
+    }
+}
+
+struct Candidate {
+    score: f32,
+    left: u32,
+    right: u32,
+    size: u32,
+    id: u32,
+}
+
+impl PartialEq for Candidate {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Candidate {}
+impl PartialOrd for Candidate {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Candidate {
+    /// The heap's top: the highest score, then the leftmost.
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.score
+            .total_cmp(&other.score)
+            .then(other.left.cmp(&self.left))
+    }
+}
+
+/// sentencepiece's heap procedure over linked symbols, O(n log n). With `rev`, records for
+/// each proposed merge of an UNUSED piece how it splits (the last proposal wins, as in
+/// sentencepiece); with `dropout`, skips each merge with probability alpha.
+fn merge_heap(
+    sp: &SentencePiece,
+    text: &[u8],
+    syms: &mut Vec<Sym>,
+    mut rev: Option<&mut Splits>,
+    mut dropout: Option<(f32, &mut SplitMix64)>,
+) {
+    let n = syms.len();
+    if n < 2 {
+        return;
+    }
+    let mut prev: Vec<u32> = (0..n as u32).map(|i| i.wrapping_sub(1)).collect();
+    let mut next: Vec<u32> = (1..=n as u32).collect();
+    next[n - 1] = NONE;
+    let mut alive = vec![true; n];
+    let mut heap = BinaryHeap::with_capacity(n);
+    let mut push = |syms: &[Sym], heap: &mut BinaryHeap<Candidate>, l: u32, r: u32| {
+        if l == NONE || r == NONE {
+            return;
+        }
+        let (a, b) = (&syms[l as usize], &syms[r as usize]);
+        if let Some((id, score)) = pair(sp, text, a, b) {
+            heap.push(Candidate {
+                score,
+                left: l,
+                right: r,
+                size: b.end - a.start,
+                id,
+            });
+            if let Some(rev) = rev.as_deref_mut() {
+                if sp.types[id as usize] == PieceType::Unused {
+                    let piece = &text[a.start as usize..b.end as usize];
+                    rev.insert(piece.into(), a.end - a.start);
+                }
+            }
+        }
+    };
+    for i in 1..n as u32 {
+        push(syms, &mut heap, i - 1, i);
+    }
+    while let Some(top) = heap.pop() {
+        let (l, r) = (top.left as usize, top.right as usize);
+        if !alive[l] || !alive[r] || next[l] != top.right {
+            continue;
+        }
+        let (a, b) = (syms[l], syms[r]);
+        if b.end - a.start != top.size {
+            continue;
+        }
+        if let Some((alpha, rng)) = dropout.as_mut() {
+            if *alpha >= 1.0 || (*alpha > 0.0 && rng.next_f64() < *alpha as f64) {
+                continue;
+            }
+        }
+        syms[l].end = b.end;
+        syms[l].id = top.id;
+        alive[r] = false;
+        next[l] = next[r];
+        if next[r] != NONE {
+            prev[next[r] as usize] = l as u32;
+        }
+        push(syms, &mut heap, prev[l], l as u32);
+        push(syms, &mut heap, l as u32, next[l]);
+    }
+    let mut k = 0;
+    for i in 0..n {
+        if alive[i] {
+            syms[k] = syms[i];
+            k += 1;
+        }
+    }
+    syms.truncate(k);
+}

@@ -1,0 +1,457 @@
+//! SentencePiece models (`.model` files): BPE with byte fallback and Unigram, with the
+//! sentencepiece library's exact semantics: normalizer, segmentation, byte fallback, decoding.
+//!
+//! # Performance notes
+//!
+//! - BPE: sentencepiece merges over the whole normalized text with a heap. When no piece of
+//!   the vocabulary holds a `▁` right after another character (true of every model trained
+//!   with `split_by_whitespace`, Llama's and Mistral's included), no merge can cross the
+//!   start of a `▁` run, so the text is cut there into words and each word is merged alone:
+//!   the ids are the same, and a per-thread word cache (as for byte-level BPE) skips repeats.
+//!   Short words merge with a flat scan, long ones with a heap, so the worst case stays
+//!   O(n log n). A model with UNUSED pieces (whose resegmentation depends on the order of
+//!   the whole text's heap) takes sentencepiece's own whole-text path.
+//! - Unigram: sentencepiece's optimized Viterbi (one pass, best path per byte position) over
+//!   the vocabulary trie, with its float arithmetic and tie order, so equal-score paths break
+//!   the same way. No cache: the best path of a word depends on the float sum before it.
+//! - The normalizer precomputes the character map's answer for ASCII bytes.
+
+mod bpe;
+mod normalizer;
+pub mod proto;
+mod unigram;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rustc_hash::FxHashMap;
+
+use crate::trie::Trie;
+use crate::{Error, Result};
+use normalizer::Normalizer;
+pub use normalizer::SPACE;
+use proto::{ModelType, PieceType};
+
+/// A loaded SentencePiece model. Immutable: one value serves any number of threads.
+pub struct SentencePiece {
+    origin: String,
+    pieces: Vec<String>,
+    scores: Vec<f32>,
+    types: Vec<PieceType>,
+    /// sentencepiece's `pieces_`: normal, user-defined and unused pieces.
+    index: FxHashMap<Box<[u8]>, u32>,
+    /// sentencepiece's `reserved_id_map_`: control, unknown and byte pieces.
+    reserved: FxHashMap<Box<[u8]>, u32>,
+    unk_id: u32,
+    bos_id: Option<u32>,
+    eos_id: Option<u32>,
+    pad_id: Option<u32>,
+    /// The `<0xXX>` piece of each byte, when the model falls back to bytes.
+    byte_ids: Option<Box<[u32; 256]>>,
+    unk_surface: String,
+    normalizer: Normalizer,
+    model: Model,
+    kind: Kind,
+    /// Identity for the per-thread word caches.
+    cache_owner: u64,
+}
+
+enum Model {
+    Bpe(bpe::Bpe),
+    Unigram(unigram::Unigram),
+}
+
+/// The model type, as the `.model` file's trainer spec names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Bpe,
+    Unigram,
+}
+
+/// Subword regularization for [`SentencePiece::encode_with`].
+#[derive(Clone, Copy, Debug)]
+pub enum Sampling {
+    /// The best segmentation (what [`SentencePiece::encode`] gives).
+    None,
+    /// Unigram: a segmentation drawn with probability ∝ P(x)^alpha from the `nbest_size`
+    /// best ones (`nbest_size` < 0: from all of them, by forward-filtering backward-sampling).
+    /// BPE: BPE-dropout, each merge skipped with probability `alpha` (`nbest_size` unused).
+    Sample {
+        alpha: f32,
+        nbest_size: i32,
+        seed: u64,
+    },
+}
+
+static NEXT_OWNER: AtomicU64 = AtomicU64::new(1 << 40);
+
+impl SentencePiece {
+    /// Reads a `.model` file.
+    pub fn from_file(path: &std::path::Path) -> Result<Self> {
+        let origin = path.display().to_string();
+        let data = std::fs::read(path).map_err(|source| Error::Io {
+            path: origin.clone(),
+            source,
+        })?;
+        Self::from_bytes(&data, &origin)
+    }
+
+    /// Parses the bytes of a `.model` file (a serialized `ModelProto`); `origin` names it in
+    /// errors.
+    pub fn from_bytes(data: &[u8], origin: &str) -> Result<Self> {
+        let proto = proto::decode(data, origin)?;
+        let bad = |msg: String| Error::invalid(origin, msg);
+        let trainer = proto.trainer_spec.clone().unwrap_or_default();
+        let normalizer_spec = proto.normalizer_spec.clone().unwrap_or_default();
+        if proto.pieces.is_empty() {
+            return Err(bad("the model has no pieces".into()));
+        }
+        let kind = match ModelType::try_from(trainer.model_type.unwrap_or(1)) {
+            Ok(ModelType::Unigram) => Kind::Unigram,
+            Ok(ModelType::Bpe) => Kind::Bpe,
+            Ok(other) => {
+                return Err(Error::unsupported(
+                    origin,
+                    "SentencePiece model type",
+                    &format!("{other:?}").to_uppercase(),
+                    "ferrotok reads UNIGRAM and BPE models",
+                ))
+            }
+            Err(_) => return Err(bad(format!("unknown model_type {:?}", trainer.model_type))),
+        };
+        let byte_fallback = trainer.byte_fallback();
+        let n = proto.pieces.len();
+        let mut pieces = Vec::with_capacity(n);
+        let mut scores = Vec::with_capacity(n);
+        let mut types = Vec::with_capacity(n);
+        let mut index = FxHashMap::default();
+        let mut reserved = FxHashMap::default();
+        let mut unk_id = None;
+        let mut byte_ids: Option<Box<[u32; 256]>> = None;
+        for (i, p) in proto.pieces.iter().enumerate() {
+            let id = i as u32;
+            let piece = p.piece().to_string();
+            let kind = PieceType::try_from(p.r#type.unwrap_or(1)).map_err(|_| {
+                bad(format!(
+                    "piece {i} ({piece:?}) has an unknown type {:?}",
+                    p.r#type
+                ))
+            })?;
+            if piece.is_empty() {
+                return Err(bad(format!("piece {i} is empty")));
+            }
+            let normal = matches!(
+                kind,
+                PieceType::Normal | PieceType::UserDefined | PieceType::Unused
+            );
+            let map = if normal { &mut index } else { &mut reserved };
+            if let Some(first) = map.insert(piece.as_bytes().into(), id) {
+                return Err(bad(format!(
+                    "piece {piece:?} is defined twice (ids {first} and {i})"
+                )));
+            }
+            match kind {
+                PieceType::Unknown => {
+                    if let Some(u) = unk_id {
+                        return Err(bad(format!("two unknown pieces (ids {u} and {i})")));
+                    }
+                    unk_id = Some(id);
+                }
+                PieceType::Byte => {
+                    if !byte_fallback {
+                        return Err(bad(format!(
+                            "byte piece {piece:?} (id {i}) in a model without byte_fallback"
+                        )));
+                    }
+                    let b = byte_of_piece(&piece).ok_or_else(|| {
+                        bad(format!("byte piece {piece:?} (id {i}) is not <0xXX>"))
+                    })?;
+                    byte_ids.get_or_insert_with(|| Box::new([u32::MAX; 256]))[b as usize] = id;
+                }
+                _ => {}
+            }
+            pieces.push(piece);
+            scores.push(p.score());
+            types.push(kind);
+        }
+        let unk_id = unk_id.ok_or_else(|| bad("the model has no unknown piece".into()))?;
+        // a byte without its piece falls back to unk, as sentencepiece's PieceToId does
+        let byte_ids = if byte_fallback {
+            let mut ids = byte_ids.unwrap_or_else(|| Box::new([u32::MAX; 256]));
+            for id in ids.iter_mut().filter(|id| **id == u32::MAX) {
+                *id = unk_id;
+            }
+            Some(ids)
+        } else {
+            None
+        };
+        let special = |v: i32| (v >= 0 && (v as usize) < n).then_some(v as u32);
+        let user_defined: Vec<(&[u8], u32)> = types
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| **t == PieceType::UserDefined)
+            .map(|(i, _)| (pieces[i].as_bytes(), i as u32))
+            .collect();
+        let user_trie = (!user_defined.is_empty()).then(|| Trie::new(user_defined.iter().copied()));
+        let normalizer = Normalizer::new(
+            &normalizer_spec,
+            trainer.treat_whitespace_as_suffix(),
+            user_trie,
+            origin,
+        )?;
+        let model = match kind {
+            Kind::Bpe => Model::Bpe(bpe::Bpe::new(&pieces, &scores, &types, &index)),
+            Kind::Unigram => {
+                Model::Unigram(unigram::Unigram::new(&pieces, &scores, &types, &index))
+            }
+        };
+        Ok(SentencePiece {
+            origin: origin.to_string(),
+            pieces,
+            scores,
+            types,
+            index,
+            reserved,
+            unk_id,
+            bos_id: special(trainer.bos_id()),
+            eos_id: special(trainer.eos_id()),
+            pad_id: special(trainer.pad_id()),
+            byte_ids,
+            unk_surface: trainer
+                .unk_surface
+                .clone()
+                .unwrap_or_else(|| " \u{2047} ".to_string()),
+            normalizer,
+            model,
+            kind,
+            cache_owner: NEXT_OWNER.fetch_add(1, Ordering::Relaxed),
+        })
+    }
+
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.pieces.len()
+    }
+
+    pub fn unk_id(&self) -> u32 {
+        self.unk_id
+    }
+
+    pub fn bos_id(&self) -> Option<u32> {
+        self.bos_id
+    }
+
+    pub fn eos_id(&self) -> Option<u32> {
+        self.eos_id
+    }
+
+    pub fn pad_id(&self) -> Option<u32> {
+        self.pad_id
+    }
+
+    pub fn byte_fallback(&self) -> bool {
+        self.byte_ids.is_some()
+    }
+
+    /// The piece of `id`.
+    pub fn piece(&self, id: u32) -> Option<&str> {
+        self.pieces.get(id as usize).map(String::as_str)
+    }
+
+    pub fn score(&self, id: u32) -> Option<f32> {
+        self.scores.get(id as usize).copied()
+    }
+
+    pub fn piece_type(&self, id: u32) -> Option<PieceType> {
+        self.types.get(id as usize).copied()
+    }
+
+    /// sentencepiece's `PieceToId`: reserved pieces first, then the others; unk if neither.
+    pub fn piece_to_id(&self, piece: &str) -> u32 {
+        let p = piece.as_bytes();
+        self.reserved
+            .get(p)
+            .or_else(|| self.index.get(p))
+            .copied()
+            .unwrap_or(self.unk_id)
+    }
+
+    /// The normalized form of `text` (what the model segments).
+    pub fn normalize(&self, text: &str) -> String {
+        let mut out = Vec::new();
+        self.normalizer.normalize(text, &mut out);
+        String::from_utf8(out).expect("the normalizer writes UTF-8")
+    }
+
+    /// The ids of `text`, as sentencepiece's `EncodeAsIds`.
+    pub fn encode(&self, text: &str) -> Vec<u32> {
+        let mut out = Vec::new();
+        self.encode_into(text, Sampling::None, &mut out);
+        out
+    }
+
+    /// Appends the ids of `text` to `out`, with optional subword regularization.
+    pub fn encode_into(&self, text: &str, sampling: Sampling, out: &mut Vec<u32>) {
+        let mut normalized = Vec::new();
+        self.normalizer.normalize(text, &mut normalized);
+        if normalized.is_empty() {
+            return;
+        }
+        let at = out.len();
+        self.segment(&normalized, sampling, out);
+        if self.byte_ids.is_none() {
+            self.merge_unknown_runs(out, at);
+        }
+    }
+
+    /// Without byte fallback sentencepiece reports a run of unknown pieces as one unk.
+    fn merge_unknown_runs(&self, out: &mut Vec<u32>, from: usize) {
+        let unk = self.unk_id;
+        if !out[from..].windows(2).any(|w| w[0] == unk && w[1] == unk) {
+            return;
+        }
+        let mut k = from;
+        for i in from..out.len() {
+            if out[i] == unk && k > from && out[k - 1] == unk {
+                continue;
+            }
+            out[k] = out[i];
+            k += 1;
+        }
+        out.truncate(k);
+    }
+
+    fn segment(&self, normalized: &[u8], sampling: Sampling, out: &mut Vec<u32>) {
+        match (&self.model, sampling) {
+            (Model::Bpe(m), Sampling::None) => m.encode(self, normalized, out),
+            (Model::Bpe(m), Sampling::Sample { alpha, seed, .. }) => {
+                m.encode_dropout(self, normalized, alpha, seed, out)
+            }
+            (Model::Unigram(m), Sampling::None) => m.encode(self, normalized, out),
+            (
+                Model::Unigram(m),
+                Sampling::Sample {
+                    alpha,
+                    nbest_size,
+                    seed,
+                },
+            ) => m.sample(self, normalized, alpha, nbest_size, seed, out),
+        }
+    }
+
+    /// The `n` best segmentations of `text` with their scores (Unigram only; BPE has one).
+    pub fn nbest(&self, text: &str, n: usize) -> Vec<(Vec<u32>, f32)> {
+        let mut normalized = Vec::new();
+        self.normalizer.normalize(text, &mut normalized);
+        let mut results = match &self.model {
+            Model::Unigram(m) => m.nbest(self, &normalized, n),
+            Model::Bpe(m) => {
+                let mut ids = Vec::new();
+                if !normalized.is_empty() {
+                    m.encode(self, &normalized, &mut ids);
+                }
+                vec![(ids, 0.0)]
+            }
+        };
+        if self.byte_ids.is_none() {
+            for (ids, _) in &mut results {
+                self.merge_unknown_runs(ids, 0);
+            }
+        }
+        results
+    }
+
+    /// Appends the output ids of one segment: its id, or its bytes' pieces when it is unknown
+    /// and the model falls back to bytes (sentencepiece's `PopulateSentencePieceText`).
+    #[inline]
+    fn emit(&self, segment: &[u8], id: u32, out: &mut Vec<u32>) {
+        if id == self.unk_id {
+            if let Some(bytes) = &self.byte_ids {
+                out.extend(segment.iter().map(|&b| bytes[b as usize]));
+                return;
+            }
+        }
+        out.push(id);
+    }
+
+    /// The text of `ids`, as sentencepiece's `DecodeIds`: control pieces vanish, unknown ones
+    /// show as the model's unk surface, runs of byte pieces are read as UTF-8 (each malformed
+    /// byte becomes U+FFFD) and `▁` becomes a space, the first one dropped when the
+    /// normalizer added it.
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        let mut text = String::new();
+        let mut bytes = Vec::new();
+        let mut expect_bos_space = true;
+        let mut bos_space_seen = false;
+        for &id in ids {
+            let Some(piece) = self.pieces.get(id as usize) else {
+                return Err(Error::UnknownId {
+                    id: id as i64,
+                    n_vocab: self.pieces.len(),
+                });
+            };
+            let kind = self.types[id as usize];
+            if kind == PieceType::Byte {
+                bytes.push(byte_of_piece(piece).expect("checked at load"));
+                continue;
+            }
+            flush_bytes(&mut bytes, &mut text);
+            if bos_space_seen || !text.is_empty() {
+                expect_bos_space = false;
+            }
+            bos_space_seen = false;
+            match kind {
+                PieceType::Control => {}
+                PieceType::Unknown => text.push_str(&self.unk_surface),
+                _ => {
+                    let mut p = piece.as_str();
+                    if expect_bos_space && self.normalizer.strips_leading_space() {
+                        if let Some(rest) = p.strip_prefix(SPACE) {
+                            p = rest;
+                            bos_space_seen = !self.normalizer.remove_extra_whitespaces();
+                        }
+                    }
+                    text.push_str(&p.replace(SPACE, " "));
+                }
+            }
+        }
+        flush_bytes(&mut bytes, &mut text);
+        Ok(text)
+    }
+}
+
+/// Appends a run of byte pieces to `text` as sentencepiece does: UTF-8 characters where the
+/// bytes form them, one U+FFFD per byte where they do not.
+fn flush_bytes(bytes: &mut Vec<u8>, text: &mut String) {
+    let mut rest = &bytes[..];
+    while !rest.is_empty() {
+        match std::str::from_utf8(rest) {
+            Ok(s) => {
+                text.push_str(s);
+                break;
+            }
+            Err(e) => {
+                let good = e.valid_up_to();
+                text.push_str(std::str::from_utf8(&rest[..good]).unwrap());
+                text.push('\u{FFFD}');
+                rest = &rest[good + 1..];
+            }
+        }
+    }
+    bytes.clear();
+}
+
+/// The byte of a `<0xXX>` piece.
+fn byte_of_piece(piece: &str) -> Option<u8> {
+    let hex = piece.strip_prefix("<0x")?.strip_suffix('>')?;
+    if hex.len() != 2 {
+        return None;
+    }
+    u8::from_str_radix(hex, 16).ok()
+}

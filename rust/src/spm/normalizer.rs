@@ -1,0 +1,276 @@
+//! SentencePiece's normalizer: the precompiled character map (a darts-clone double-array trie
+//! of rewrite rules, longest match wins), whitespace handling and `▁` escaping, with the exact
+//! semantics of `normalizer.cc` (so ids match the sentencepiece library byte for byte).
+
+use super::proto::NormalizerSpec;
+use crate::trie::Trie;
+use crate::{Error, Result};
+
+/// U+2581 LOWER ONE EIGHTH BLOCK, SentencePiece's visible space.
+pub const SPACE: &str = "\u{2581}";
+
+/// A darts-clone double array: the precompiled character map's trie.
+struct DoubleArray {
+    units: Vec<u32>,
+}
+
+impl DoubleArray {
+    #[inline]
+    fn offset(unit: u32) -> usize {
+        ((unit >> 10) << ((unit & (1 << 9)) >> 6)) as usize
+    }
+
+    /// The longest key that `bytes` starts with: `(length, value)`. Out-of-range positions (only
+    /// in a corrupt map) end the walk like a missing edge.
+    #[inline]
+    fn longest_prefix(&self, bytes: &[u8]) -> Option<(usize, u32)> {
+        let units = &self.units;
+        let mut pos = Self::offset(*units.first()?);
+        let mut best = None;
+        for (i, &b) in bytes.iter().enumerate() {
+            pos ^= b as usize;
+            let unit = *units.get(pos)?;
+            // the label is the low byte; leaf units carry bit 31 and never match
+            if unit & ((1 << 31) | 0xFF) != b as u32 {
+                break;
+            }
+            pos ^= Self::offset(unit);
+            if (unit >> 8) & 1 == 1 {
+                let value = *units.get(pos)? & ((1 << 31) - 1);
+                best = Some((i + 1, value));
+            }
+        }
+        best
+    }
+}
+
+/// What the character map does to one ASCII byte that starts no longer rule.
+#[derive(Clone, Copy)]
+enum Ascii {
+    /// Some rule may start with this byte and go on: take the general path.
+    Walk,
+    /// Copied as is.
+    Keep,
+    /// Rewritten to `replacements[start..end]`.
+    Rewrite(u32, u32),
+}
+
+/// SentencePiece's `Normalizer`, built from a model's `NormalizerSpec`.
+pub struct Normalizer {
+    map: Option<DoubleArray>,
+    /// The rewritten strings, NUL-separated (a rule's value is an offset into it).
+    replacements: Vec<u8>,
+    ascii: [Ascii; 128],
+    add_dummy_prefix: bool,
+    remove_extra_whitespaces: bool,
+    escape_whitespaces: bool,
+    treat_whitespace_as_suffix: bool,
+    /// User-defined symbols, copied through unnormalized (longest match).
+    user_defined: Option<Trie>,
+}
+
+impl Normalizer {
+    pub fn new(
+        spec: &NormalizerSpec,
+        treat_whitespace_as_suffix: bool,
+        user_defined: Option<Trie>,
+        origin: &str,
+    ) -> Result<Self> {
+        let mut map = None;
+        let mut replacements = Vec::new();
+        let blob = spec.precompiled_charsmap();
+        if !blob.is_empty() {
+            let bad = |msg: &str| Error::invalid(origin, format!("precompiled_charsmap: {msg}"));
+            if blob.len() <= 4 {
+                return Err(bad("shorter than its header"));
+            }
+            let size = u32::from_le_bytes(blob[..4].try_into().unwrap()) as usize;
+            if size > blob.len() - 4 || size % 4 != 0 {
+                return Err(bad("the trie size exceeds the blob"));
+            }
+            let units = blob[4..4 + size]
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+                .collect();
+            map = Some(DoubleArray { units });
+            replacements = blob[4 + size..].to_vec();
+        }
+        let mut n = Normalizer {
+            map,
+            replacements,
+            ascii: [Ascii::Keep; 128],
+            add_dummy_prefix: spec.add_dummy_prefix(),
+            remove_extra_whitespaces: spec.remove_extra_whitespaces(),
+            escape_whitespaces: spec.escape_whitespaces(),
+            treat_whitespace_as_suffix,
+            user_defined,
+        };
+        n.ascii = std::array::from_fn(|b| n.classify_ascii(b as u8));
+        Ok(n)
+    }
+
+    /// Precomputes the rule for an ASCII byte, unless a longer rule could start with it.
+    fn classify_ascii(&self, b: u8) -> Ascii {
+        if let Some(t) = &self.user_defined {
+            if t.step(Trie::ROOT, b).is_some() {
+                return Ascii::Walk;
+            }
+        }
+        let Some(map) = &self.map else {
+            return Ascii::Keep;
+        };
+        // Does any longer key start with `b`? Then the general path must look further.
+        if (0..=255u8).any(|c| self.has_node(map, &[b, c])) {
+            return Ascii::Walk;
+        }
+        match map.longest_prefix(&[b]) {
+            None => Ascii::Keep,
+            Some((_, v)) => match self.replacement(v) {
+                Some(r) => {
+                    let start = v;
+                    Ascii::Rewrite(start, start + r.len() as u32)
+                }
+                None => Ascii::Walk,
+            },
+        }
+    }
+
+    /// Whether the double array has a node for `key`: a key is `key` or starts with it.
+    fn has_node(&self, map: &DoubleArray, key: &[u8]) -> bool {
+        let units = &map.units;
+        let Some(&root) = units.first() else {
+            return false;
+        };
+        let mut pos = DoubleArray::offset(root);
+        for &b in key {
+            pos ^= b as usize;
+            match units.get(pos) {
+                Some(&u) if u & ((1 << 31) | 0xFF) == b as u32 => pos ^= DoubleArray::offset(u),
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    /// The NUL-terminated replacement at `offset`, or `None` when a corrupt map points outside.
+    fn replacement(&self, offset: u32) -> Option<&[u8]> {
+        let rest = self.replacements.get(offset as usize..)?;
+        let end = memchr_nul(rest)?;
+        Some(&rest[..end])
+    }
+
+    /// `NormalizePrefix`: the normalized form of the start of `input` and how many bytes it
+    /// consumed. `input` is valid UTF-8 (it comes from a `str`).
+    #[inline]
+    fn prefix<'a>(&'a self, input: &'a [u8]) -> (&'a [u8], usize) {
+        let b = input[0];
+        if b < 0x80 {
+            match self.ascii[b as usize] {
+                Ascii::Keep => return (&input[..1], 1),
+                Ascii::Rewrite(s, e) => return (&self.replacements[s as usize..e as usize], 1),
+                Ascii::Walk => {}
+            }
+        }
+        if let Some(t) = &self.user_defined {
+            if let Some((len, _)) = t.longest_match(Trie::ROOT, input) {
+                return (&input[..len], len);
+            }
+        }
+        if let Some(map) = &self.map {
+            if let Some((len, v)) = map.longest_prefix(input) {
+                if let Some(r) = self.replacement(v) {
+                    return (r, len);
+                }
+            }
+        }
+        // `input` comes from a `str`, so it is valid UTF-8 and sentencepiece's U+FFFD repair of
+        // malformed bytes never applies
+        let len = utf8_len(b).min(input.len());
+        (&input[..len], len)
+    }
+
+    /// Normalizes `input` into `out` (cleared first), as `Normalizer::Normalize` does.
+    pub fn normalize(&self, input: &str, out: &mut Vec<u8>) {
+        out.clear();
+        let mut input = input.as_bytes();
+        if input.is_empty() {
+            return;
+        }
+        if self.remove_extra_whitespaces {
+            while !input.is_empty() {
+                let (s, n) = self.prefix(input);
+                if s != b" " {
+                    break;
+                }
+                input = &input[n..];
+            }
+            if input.is_empty() {
+                return;
+            }
+        }
+        out.reserve(input.len() * 3 / 2 + 4);
+        let space: &[u8] = if self.escape_whitespaces {
+            SPACE.as_bytes()
+        } else {
+            b" "
+        };
+        if !self.treat_whitespace_as_suffix && self.add_dummy_prefix {
+            out.extend_from_slice(space);
+        }
+        let mut prev_space = self.remove_extra_whitespaces;
+        while !input.is_empty() {
+            let (mut s, n) = self.prefix(input);
+            if prev_space {
+                while let [b' ', rest @ ..] = s {
+                    s = rest;
+                }
+            }
+            if !s.is_empty() {
+                if self.escape_whitespaces && s.contains(&b' ') {
+                    for &c in s {
+                        if c == b' ' {
+                            out.extend_from_slice(SPACE.as_bytes());
+                        } else {
+                            out.push(c);
+                        }
+                    }
+                } else {
+                    out.extend_from_slice(s);
+                }
+                prev_space = s.ends_with(b" ");
+            }
+            input = &input[n..];
+            if !self.remove_extra_whitespaces {
+                prev_space = false;
+            }
+        }
+        if self.remove_extra_whitespaces {
+            while out.ends_with(space) {
+                out.truncate(out.len() - space.len());
+            }
+        }
+        if self.treat_whitespace_as_suffix && self.add_dummy_prefix {
+            out.extend_from_slice(space);
+        }
+    }
+
+    /// Whether decoding should drop the `▁` that starts the text (the dummy prefix).
+    pub fn strips_leading_space(&self) -> bool {
+        self.add_dummy_prefix || self.remove_extra_whitespaces
+    }
+
+    pub fn remove_extra_whitespaces(&self) -> bool {
+        self.remove_extra_whitespaces
+    }
+}
+
+/// Length of the UTF-8 sequence a lead byte starts (SentencePiece's `OneCharLen` table).
+#[inline]
+pub fn utf8_len(b: u8) -> usize {
+    const LEN: [u8; 16] = [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4];
+    LEN[(b >> 4) as usize] as usize
+}
+
+fn memchr_nul(s: &[u8]) -> Option<usize> {
+    s.iter().position(|&c| c == 0)
+}
