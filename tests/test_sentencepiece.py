@@ -30,12 +30,14 @@ MODELS = {"unigram": UNIGRAM, "bpe": BPE}
 # differently (see rust/src/spm/unigram.rs). Below this many characters it has always agreed.
 UNIGRAM_EXACT_CHARS = 50_000
 
+Pair = tuple[ferrotok.SentencePiece, spm.SentencePieceProcessor]
 
-def load(path: Path) -> tuple[ferrotok.SentencePiece, spm.SentencePieceProcessor]:
+
+def load(path: Path) -> Pair:
     return ferrotok.SentencePiece.from_file(path), spm.SentencePieceProcessor(model_file=str(path))
 
 
-def models_from_proto(proto: model_pb2.ModelProto) -> tuple[ferrotok.SentencePiece, spm.SentencePieceProcessor]:
+def models_from_proto(proto: model_pb2.ModelProto) -> Pair:
     data = proto.SerializeToString()
     return ferrotok.SentencePiece.from_bytes(data), spm.SentencePieceProcessor(model_proto=data)
 
@@ -137,10 +139,10 @@ def test_fuzz_decode_any_ids(kind, data):
     assert ours.decode(ids) == ref.decode(ids)
 
 
-_MODELS: dict[str, tuple[ferrotok.SentencePiece, spm.SentencePieceProcessor]] = {}
+_MODELS: dict[str, Pair] = {}
 
 
-def _cached(kind: str) -> tuple[ferrotok.SentencePiece, spm.SentencePieceProcessor]:
+def _cached(kind: str) -> Pair:
     if kind not in _MODELS:
         _MODELS[kind] = load(MODELS[kind])
     return _MODELS[kind]
@@ -251,8 +253,10 @@ def test_sampling_is_reproducible_and_valid():
     for nbest_size in (-1, 4):
         a = ours.encode(text, alpha=0.5, nbest_size=nbest_size, seed=7).tolist()
         assert a == ours.encode(text, alpha=0.5, nbest_size=nbest_size, seed=7).tolist()
-        samples = {tuple(ours.encode(text, alpha=0.5, nbest_size=nbest_size, seed=s).tolist()) for s in range(40)}
-        assert len(samples) > 1 and tuple(best) in samples | {tuple(best)}
+        samples = {
+            tuple(ours.encode(text, alpha=0.5, nbest_size=nbest_size, seed=s).tolist()) for s in range(40)
+        }
+        assert len(samples) > 1
         assert all(ours.decode(list(s)) == ours.decode(best) for s in samples)
         if nbest_size > 0:
             allowed = {tuple(ids.tolist()) for ids, _ in ours.nbest(text, nbest_size)}

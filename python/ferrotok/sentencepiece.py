@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 from collections.abc import Iterable, Sequence
@@ -240,7 +241,7 @@ class SentencePiece:
         with their attention mask."""
         ids, offsets = as_ragged(batch, mask)
         bounds = offsets.tolist()
-        return [self.decode(ids[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        return [self.decode(ids[a:b]) for a, b in itertools.pairwise(bounds)]
 
 
 def _rebuild(data: bytes, origin: str) -> SentencePiece:
