@@ -26,10 +26,6 @@ BPE = TESTS / "data" / "spm-bpe.model"
 MISTRAL = SHARED / "vocab" / "mistral-v1.spm.model"
 MODELS = {"unigram": UNIGRAM, "bpe": BPE}
 
-# Near-ties deep inside very long texts: sentencepiece's Unigram arithmetic breaks a few of them
-# differently (see rust/src/spm/unigram.rs). Below this many characters it has always agreed.
-UNIGRAM_EXACT_CHARS = 50_000
-
 Pair = tuple[ferrotok.SentencePiece, spm.SentencePieceProcessor]
 
 
@@ -97,7 +93,7 @@ def test_mistral_matches(corpus):
 
 @pytest.mark.parametrize("corpus", ["en", "multi", "code"])
 def test_unigram_shared_corpus_matches(corpus):
-    docs = [d for d in shared_corpus(corpus) if len(d) < UNIGRAM_EXACT_CHARS]
+    docs = shared_corpus(corpus)  # long documents included: near-ties deep inside them
     ours, ref = load(UNIGRAM)
     bad = mismatches(ours, ref, docs)
     assert not bad, describe(ours, ref, docs[bad[0]])

@@ -56,6 +56,22 @@ impl Default for PairMemo {
 }
 
 impl PairMemo {
+    /// The memoized value of the pair `(left, right)`, computed by `f` on a miss. (One memo
+    /// serves one vocabulary: the per-thread caches are per encoding.)
+    #[inline(always)]
+    pub fn get_or(&mut self, left: Rank, right: Rank, f: impl FnOnce() -> Rank) -> Rank {
+        let key = (left as u64) << 32 | right as u64;
+        let slot = (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - MEMO_SLOTS.trailing_zeros()))
+            as usize;
+        let (k, r) = self.slots[slot];
+        if k == key {
+            return r;
+        }
+        let r = f();
+        self.slots[slot] = (key, r);
+        r
+    }
+
     #[inline(always)]
     fn rank(
         &mut self,
@@ -66,16 +82,7 @@ impl PairMemo {
         left: Rank,
         right: Rank,
     ) -> Rank {
-        let key = (left as u64) << 32 | right as u64;
-        let slot = (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - MEMO_SLOTS.trailing_zeros()))
-            as usize;
-        let (k, r) = self.slots[slot];
-        if k == key {
-            return r;
-        }
-        let r = pair_rank(vocab, piece, start, end);
-        self.slots[slot] = (key, r);
-        r
+        self.get_or(left, right, || pair_rank(vocab, piece, start, end))
     }
 }
 

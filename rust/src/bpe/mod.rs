@@ -28,7 +28,7 @@
 //! ordinary text), long pieces with a heap so that no input is quadratic.
 
 pub(crate) mod cache;
-mod merge;
+pub(crate) mod merge;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

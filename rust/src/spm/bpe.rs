@@ -12,6 +12,7 @@ use super::proto::PieceType;
 use super::unigram::SplitMix64;
 use super::{SentencePiece, SPACE};
 use crate::bpe::cache::{with_cache, PieceCache};
+use crate::bpe::merge::PairMemo;
 use crate::trie::Trie;
 
 const NONE: u32 = u32::MAX;
@@ -32,6 +33,8 @@ pub struct Bpe {
     /// `PieceToId` prefers): almost always empty.
     shadowed: FxHashMap<u32, ()>,
     user_defined: Option<Trie>,
+    /// The id of each ASCII character's piece (NONE if it has none).
+    ascii: [u32; 128],
 }
 
 #[derive(Clone, Copy)]
@@ -79,22 +82,22 @@ impl Bpe {
             has_unused: types.contains(&PieceType::Unused),
             shadowed,
             user_defined: (!user.is_empty()).then(|| Trie::new(user.iter().copied())),
+            ascii: std::array::from_fn(|b| index.get(&[b as u8][..]).copied().unwrap_or(NONE)),
         }
     }
 
     /// Appends the ids of a normalized text.
     pub fn encode(&self, sp: &SentencePiece, text: &[u8], out: &mut Vec<u32>) {
-        if self.has_unused || !self.split_words {
-            let mut syms = Vec::new();
-            self.symbols(sp, text, &mut syms);
-            let mut rev = FxHashMap::default();
-            let track = self.has_unused.then_some(&mut rev);
-            merge_heap(sp, text, &mut syms, track, None);
-            self.emit_all(sp, text, &syms, &rev, out);
-            return;
-        }
         with_cache(sp.cache_owner, |cache: &mut PieceCache| {
             let mut syms = Vec::new();
+            if self.has_unused || !self.split_words {
+                self.symbols(sp, text, &mut syms);
+                let mut rev = FxHashMap::default();
+                let track = self.has_unused.then_some(&mut rev);
+                merge_heap(sp, text, &mut syms, &mut cache.pairs, track, None);
+                self.emit_all(sp, text, &syms, &rev, out);
+                return;
+            }
             for word in words(text) {
                 if cache.get(word, out) {
                     continue;
@@ -102,9 +105,9 @@ impl Bpe {
                 let at = out.len();
                 self.symbols(sp, word, &mut syms);
                 if syms.len() <= SCAN_MAX {
-                    merge_scan(sp, word, &mut syms);
+                    merge_scan(sp, word, &mut syms, &mut cache.pairs);
                 } else {
-                    merge_heap(sp, word, &mut syms, None, None);
+                    merge_heap(sp, word, &mut syms, &mut cache.pairs, None, None);
                 }
                 self.emit_all(sp, word, &syms, &FxHashMap::default(), out);
                 cache.put(word, &out[at..]);
@@ -126,7 +129,10 @@ impl Bpe {
         self.symbols(sp, text, &mut syms);
         let mut rev = FxHashMap::default();
         let track = self.has_unused.then_some(&mut rev);
-        merge_heap(sp, text, &mut syms, track, Some((alpha, &mut rng)));
+        with_cache(sp.cache_owner, |cache: &mut PieceCache| {
+            let dropout = Some((alpha, &mut rng));
+            merge_heap(sp, text, &mut syms, &mut cache.pairs, track, dropout)
+        });
         self.emit_all(sp, text, &syms, &rev, out);
     }
 
@@ -144,7 +150,11 @@ impl Bpe {
                 Some((len, _)) => (len, true),
                 None => (utf8_len(rest[0]).min(rest.len()), false),
             };
-            let id = sp.index.get(&rest[..len]).copied().unwrap_or(NONE);
+            let id = if len == 1 && rest[0] < 0x80 {
+                self.ascii[rest[0] as usize]
+            } else {
+                sp.index.get(&rest[..len]).copied().unwrap_or(NONE)
+            };
             syms.push(Sym {
                 start: at as u32,
                 end: (at + len) as u32,
@@ -221,24 +231,42 @@ fn words(text: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
-/// The id and score of the piece that merging `l` and `r` would make.
+/// The id and score of the piece that merging `l` and `r` would make. Pairs of known pieces
+/// go through the per-thread memo (the concatenation of two pieces is the same string
+/// wherever they meet).
 #[inline]
-fn pair(sp: &SentencePiece, text: &[u8], l: &Sym, r: &Sym) -> Option<(u32, f32)> {
+fn pair(
+    sp: &SentencePiece,
+    text: &[u8],
+    l: &Sym,
+    r: &Sym,
+    memo: &mut PairMemo,
+) -> Option<(u32, f32)> {
     if l.frozen || r.frozen {
         return None;
     }
-    let id = *sp.index.get(&text[l.start as usize..r.end as usize])?;
-    Some((id, sp.scores[id as usize]))
+    let lookup = || {
+        sp.index
+            .get(&text[l.start as usize..r.end as usize])
+            .copied()
+            .unwrap_or(NONE)
+    };
+    let id = if l.id != NONE && r.id != NONE {
+        memo.get_or(l.id, r.id, lookup)
+    } else {
+        lookup()
+    };
+    (id != NONE).then(|| (id, sp.scores[id as usize]))
 }
 
 /// Merges a short word in place: repeatedly the best pair (highest score, leftmost).
-fn merge_scan(sp: &SentencePiece, text: &[u8], syms: &mut Vec<Sym>) {
+fn merge_scan(sp: &SentencePiece, text: &[u8], syms: &mut Vec<Sym>, memo: &mut PairMemo) {
     if syms.len() < 2 {
         return;
     }
     let mut pairs: Vec<Option<(u32, f32)>> = syms
         .windows(2)
-        .map(|w| pair(sp, text, &w[0], &w[1]))
+        .map(|w| pair(sp, text, &w[0], &w[1], memo))
         .collect();
     loop {
         let mut best: Option<(usize, u32, f32)> = None;
@@ -255,10 +283,10 @@ fn merge_scan(sp: &SentencePiece, text: &[u8], syms: &mut Vec<Sym>) {
         syms.remove(k + 1);
         pairs.remove(k);
         if k + 1 < syms.len() {
-            pairs[k] = pair(sp, text, &syms[k], &syms[k + 1]);
+            pairs[k] = pair(sp, text, &syms[k], &syms[k + 1], memo);
         }
         if k > 0 {
-            pairs[k - 1] = pair(sp, text, &syms[k - 1], &syms[k]);
+            pairs[k - 1] = pair(sp, text, &syms[k - 1], &syms[k], memo);
         }
     }
 }
@@ -298,6 +326,7 @@ fn merge_heap(
     sp: &SentencePiece,
     text: &[u8],
     syms: &mut Vec<Sym>,
+    memo: &mut PairMemo,
     mut rev: Option<&mut Splits>,
     mut dropout: Option<(f32, &mut SplitMix64)>,
 ) {
@@ -315,7 +344,7 @@ fn merge_heap(
             return;
         }
         let (a, b) = (&syms[l as usize], &syms[r as usize]);
-        if let Some((id, score)) = pair(sp, text, a, b) {
+        if let Some((id, score)) = pair(sp, text, a, b, memo) {
             heap.push(Candidate {
                 score,
                 left: l,

@@ -1,15 +1,13 @@
 //! SentencePiece Unigram: the most probable segmentation under the piece scores (Viterbi over
 //! the vocabulary trie), n-best segmentations (A* over the lattice) and sampling.
 //!
-//! `encode` follows `unigram_model.cc`'s `EncodeOptimized`: one pass over byte positions
-//! keeping the best path ending at each, path scores summed in f32, a later candidate
-//! replacing the best only when strictly greater, candidates by start position then length,
-//! and a character that no piece covers becoming unk with score `min_score - 10`.
-//! Known gap: deep inside very long texts (path scores beyond ~1e5, tens of thousands of
-//! pieces in) the sentencepiece wheel breaks some near-ties differently from this f32
-//! arithmetic (and from f64); see the tests and the benchmark's mismatch counts.
-//! The n-best and sampling paths follow its `Lattice` (where user-defined pieces' bonus
-//! counts characters, not bytes).
+//! `encode` gives the sentencepiece wheel's ids (its "lite" unigram encoder): one pass over
+//! byte positions keeping the best path ending at each, path scores summed in f32 and
+//! re-centered to 0 when they pass ±1e5, a later candidate replacing the best only when
+//! strictly greater (candidates come by start position, then length), user-defined pieces
+//! scoring 0.1 per byte after the first, and a character no piece covers becoming unk with
+//! score `min_score - 10`. Each of these decides near-ties on long texts.
+//! The n-best and sampling paths follow its `Lattice`.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -37,6 +35,9 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Vec<Best>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// Path scores beyond ±this are re-centered to 0 (see `encode`).
+const RECENTER: f32 = 100_000.0;
+
 /// sentencepiece's `kUnkPenalty`.
 const UNK_PENALTY: f32 = 10.0;
 
@@ -45,9 +46,6 @@ pub struct Unigram {
     trie: Trie,
     user_defined: Vec<bool>,
     min_score: f32,
-    /// Over normal pieces, starting from `FLT_MIN` as sentencepiece does (so it is > 0 even
-    /// when every score is negative: user-defined pieces score about -0.1).
-    max_score: f32,
 }
 
 impl Unigram {
@@ -58,11 +56,9 @@ impl Unigram {
         index: &FxHashMap<Box<[u8]>, u32>,
     ) -> Self {
         let mut min_score = f32::MAX;
-        let mut max_score = f32::MIN_POSITIVE;
         for (t, &s) in types.iter().zip(scores) {
             if *t == PieceType::Normal {
                 min_score = min_score.min(s);
-                max_score = max_score.max(s);
             }
         }
         let trie = Trie::new(
@@ -75,7 +71,17 @@ impl Unigram {
             trie,
             user_defined: types.iter().map(|t| *t == PieceType::UserDefined).collect(),
             min_score,
-            max_score,
+        }
+    }
+
+    /// A piece's score; user-defined pieces get 0.1 per byte after the first, which makes
+    /// them win over any split (sentencepiece(-lite)'s rule).
+    #[inline]
+    fn score(&self, sp: &SentencePiece, id: u32, len: usize) -> f32 {
+        if self.user_defined[id as usize] {
+            0.1f32 * (len - 1) as f32
+        } else {
+            sp.scores[id as usize]
         }
     }
 
@@ -100,8 +106,22 @@ impl Unigram {
                 },
             );
             let mut start = 0;
+            // the furthest position any candidate has reached
+            let mut frontier = 0;
             while start < n {
-                let here = best[start].score;
+                let mut here = best[start].score;
+                // Re-centering, as sentencepiece(-lite) does: once the path score leaves
+                // ±1e5, subtract it from every node reached so far from here on, so that f32
+                // keeps its resolution (and near-ties break as they do there).
+                if !(-RECENTER..=RECENTER).contains(&here) {
+                    let offset = here;
+                    for (i, b) in best[start..=frontier.max(start)].iter_mut().enumerate() {
+                        if i == 0 || b.start != UNSET {
+                            b.score -= offset;
+                        }
+                    }
+                    here = 0.0;
+                }
                 let char_len = utf8_len(text[start]).min(n - start);
                 let mut has_char = false;
                 let mut node = Trie::ROOT;
@@ -114,12 +134,8 @@ impl Unigram {
                         continue;
                     };
                     let len = k + 1;
-                    let score = if self.user_defined[id as usize] {
-                        ((len as f32 * self.max_score) as f64 - 0.1) as f32
-                    } else {
-                        sp.scores[id as usize]
-                    };
-                    let candidate = score + here;
+                    frontier = frontier.max(start + len);
+                    let candidate = self.score(sp, id, len) + here;
                     let target = &mut best[start + len];
                     if target.start == UNSET || candidate > target.score {
                         *target = Best {
@@ -131,6 +147,7 @@ impl Unigram {
                     has_char |= len == char_len;
                 }
                 if !has_char {
+                    frontier = frontier.max(start + char_len);
                     let candidate = unk_score + here;
                     let target = &mut best[start + char_len];
                     if target.start == UNSET || candidate > target.score {
@@ -277,11 +294,7 @@ impl Lattice {
                     continue;
                 };
                 let len = char_at[end] - pos;
-                let score = if model.user_defined[id as usize] {
-                    ((len as f32 * model.max_score) as f64 - 0.1) as f32
-                } else {
-                    sp.scores[id as usize]
-                };
+                let score = model.score(sp, id, end - start);
                 l.insert(node(pos, len, id, score));
                 has_char |= len == 1;
             }
