@@ -47,12 +47,7 @@ struct Sym {
 }
 
 impl Bpe {
-    pub fn new(
-        pieces: &[String],
-        _scores: &[f32],
-        types: &[PieceType],
-        index: &FxHashMap<Box<[u8]>, u32>,
-    ) -> Self {
+    pub fn new(pieces: &[String], types: &[PieceType], index: &FxHashMap<Box<[u8]>, u32>) -> Self {
         let split_words = index.keys().all(|p| {
             let s = std::str::from_utf8(p).unwrap_or("");
             let mut prev: Option<char> = None;

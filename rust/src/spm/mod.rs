@@ -199,7 +199,7 @@ impl SentencePiece {
             origin,
         )?;
         let model = match kind {
-            Kind::Bpe => Model::Bpe(Box::new(bpe::Bpe::new(&pieces, &scores, &types, &index))),
+            Kind::Bpe => Model::Bpe(Box::new(bpe::Bpe::new(&pieces, &types, &index))),
             Kind::Unigram => {
                 Model::Unigram(unigram::Unigram::new(&pieces, &scores, &types, &index))
             }
