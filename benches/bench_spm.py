@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import hashlib
 import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from timing import pin_to_one_cpu, time_passes
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parents[1] / "shared"
@@ -33,8 +34,7 @@ LIBS = ("ferrotok", "sentencepiece")
 
 
 def worker(lib: str, model: str, corpus: str, max_docs: int | None) -> None:
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    pin_to_one_cpu()
     with gzip.open(corpus, "rt", encoding="utf-8") as f:
         docs = [json.loads(line)["text"] for line in f if line.strip()][:max_docs]
     t0 = time.perf_counter()
@@ -47,17 +47,7 @@ def worker(lib: str, model: str, corpus: str, max_docs: int | None) -> None:
 
         encode = sentencepiece.SentencePieceProcessor(model_file=model).encode
     out: dict = {"lib": lib, "load_ms": (time.perf_counter() - t0) * 1e3}
-    out["bytes"] = sum(len(d.encode("utf-8")) for d in docs)
-    for name in ("cold", "warm"):
-        spent, hashes = 0.0, []
-        for d in docs:
-            t = time.perf_counter()
-            ids = encode(d)
-            spent += time.perf_counter() - t
-            hashes.append(
-                hashlib.blake2b(json.dumps([int(i) for i in ids]).encode(), digest_size=8).hexdigest()
-            )
-        out[name], out[f"{name}_hashes"] = out["bytes"] / spent / 1e6, hashes
+    out.update(time_passes(encode, docs))
     print(RESULT + json.dumps(out), flush=True)
 
 

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import hashlib
 import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from timing import pin_to_one_cpu, time_passes
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parents[1] / "shared"
@@ -81,26 +82,12 @@ def build(lib: str, path: str):
 
 
 def worker(lib: str, path: str, corpus: str, max_docs: int | None) -> None:
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    pin_to_one_cpu()
     docs = read_corpus(Path(corpus), max_docs)
     t0 = time.perf_counter()
     encode = build(lib, path)
-    load = time.perf_counter() - t0
-    nbytes = sum(len(d.encode("utf-8")) for d in docs)
-    out: dict = {"lib": lib, "load_ms": load * 1e3, "bytes": nbytes}
-    for name in ("cold", "warm"):
-        hashes = []
-        spent = 0.0
-        for d in docs:
-            t = time.perf_counter()
-            ids = encode(d)
-            spent += time.perf_counter() - t
-            hashes.append(
-                hashlib.blake2b(json.dumps([int(i) for i in ids]).encode(), digest_size=8).hexdigest()
-            )
-        out[name] = nbytes / spent / 1e6
-        out[f"{name}_hashes"] = hashes
+    out: dict = {"lib": lib, "load_ms": (time.perf_counter() - t0) * 1e3}
+    out.update(time_passes(encode, docs))
     print(RESULT + json.dumps(out), flush=True)
 
 

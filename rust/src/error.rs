@@ -87,3 +87,15 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The bytes of a file, and its path as errors about its content should name it.
+pub(crate) fn read_file(path: &std::path::Path) -> Result<(Vec<u8>, String)> {
+    let origin = path.display().to_string();
+    match std::fs::read(path) {
+        Ok(data) => Ok((data, origin)),
+        Err(source) => Err(Error::Io {
+            path: origin,
+            source,
+        }),
+    }
+}

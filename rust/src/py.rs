@@ -33,6 +33,14 @@ fn to_py(err: Error) -> PyErr {
 /// `(ids, offsets)` of a ragged batch.
 type RaggedArrays<'py> = (Bound<'py, PyArray1<Rank>>, Bound<'py, PyArray1<i64>>);
 
+/// A ragged batch as numpy arrays (its vectors move in, no copy).
+fn ragged_arrays(py: Python<'_>, ragged: batch::Ragged) -> RaggedArrays<'_> {
+    (
+        PyArray1::from_vec(py, ragged.ids),
+        PyArray1::from_vec(py, ragged.offsets),
+    )
+}
+
 /// A byte-level BPE encoding (wrapped by `ferrotok.Encoding`).
 #[pyclass(frozen, module = "ferrotok._core", name = "CoreBPE")]
 pub struct PyBpe {
@@ -164,10 +172,7 @@ impl PyBpe {
                 }
             })
             .map_err(to_py)?;
-        Ok((
-            PyArray1::from_vec(py, ragged.ids),
-            PyArray1::from_vec(py, ragged.offsets),
-        ))
+        Ok(ragged_arrays(py, ragged))
     }
 
     /// Bytes of each row of a ragged batch.
@@ -726,10 +731,7 @@ impl PySentencePiece {
                 })
             })
             .map_err(to_py)?;
-        Ok((
-            PyArray1::from_vec(py, ragged.ids),
-            PyArray1::from_vec(py, ragged.offsets),
-        ))
+        Ok(ragged_arrays(py, ragged))
     }
 
     /// The `n` best segmentations `(ids, score)`, best first.

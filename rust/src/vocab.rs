@@ -164,11 +164,7 @@ impl Vocab {
 
     /// Reads a `.tiktoken` rank file.
     pub fn from_tiktoken_file(path: &Path) -> Result<Self> {
-        let origin = path.display().to_string();
-        let data = std::fs::read(path).map_err(|source| Error::Io {
-            path: origin.clone(),
-            source,
-        })?;
+        let (data, origin) = crate::error::read_file(path)?;
         Self::from_tiktoken_bytes(&data, &origin)
     }
 

@@ -5,7 +5,7 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::normalizer::utf8_len;
 use super::proto::PieceType;
@@ -31,8 +31,7 @@ pub struct Bpe {
     has_unused: bool,
     /// Ids of the normal pieces whose string is also a control/unknown/byte piece (which
     /// `PieceToId` prefers): almost always empty.
-    shadowed: FxHashMap<u32, ()>,
-    user_defined: Option<Trie>,
+    shadowed: FxHashSet<u32>,
     /// The id of each ASCII character's piece (NONE if it has none).
     ascii: [u32; 128],
 }
@@ -57,26 +56,19 @@ impl Bpe {
                 ok
             })
         });
-        let mut shadowed = FxHashMap::default();
+        let mut shadowed = FxHashSet::default();
         for (i, t) in types.iter().enumerate() {
             let reserved = matches!(t, PieceType::Control | PieceType::Unknown | PieceType::Byte);
             if reserved {
                 if let Some(&id) = index.get(pieces[i].as_bytes()) {
-                    shadowed.insert(id, ());
+                    shadowed.insert(id);
                 }
             }
         }
-        let user: Vec<(&[u8], u32)> = types
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| **t == PieceType::UserDefined)
-            .map(|(i, _)| (pieces[i].as_bytes(), i as u32))
-            .collect();
         Bpe {
             split_words,
             has_unused: types.contains(&PieceType::Unused),
             shadowed,
-            user_defined: (!user.is_empty()).then(|| Trie::new(user.iter().copied())),
             ascii: std::array::from_fn(|b| index.get(&[b as u8][..]).copied().unwrap_or(NONE)),
         }
     }
@@ -137,9 +129,9 @@ impl Bpe {
         let mut at = 0;
         while at < text.len() {
             let rest = &text[at..];
-            let (len, frozen) = match self
-                .user_defined
-                .as_ref()
+            let (len, frozen) = match sp
+                .normalizer
+                .user_defined()
                 .and_then(|t| t.longest_match(Trie::ROOT, rest))
             {
                 Some((len, _)) => (len, true),
@@ -186,7 +178,7 @@ impl Bpe {
         out: &mut Vec<u32>,
     ) {
         let segment = &text[start as usize..end as usize];
-        let id = if id == NONE || self.shadowed.contains_key(&id) {
+        let id = if id == NONE || self.shadowed.contains(&id) {
             sp.piece_to_id(std::str::from_utf8(segment).expect("symbols are whole characters"))
         } else {
             id

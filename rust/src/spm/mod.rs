@@ -33,7 +33,6 @@ use proto::{ModelType, PieceType};
 
 /// A loaded SentencePiece model. Immutable: one value serves any number of threads.
 pub struct SentencePiece {
-    origin: String,
     pieces: Vec<String>,
     scores: Vec<f32>,
     types: Vec<PieceType>,
@@ -87,11 +86,7 @@ static NEXT_OWNER: AtomicU64 = AtomicU64::new(1 << 40);
 impl SentencePiece {
     /// Reads a `.model` file.
     pub fn from_file(path: &std::path::Path) -> Result<Self> {
-        let origin = path.display().to_string();
-        let data = std::fs::read(path).map_err(|source| Error::Io {
-            path: origin.clone(),
-            source,
-        })?;
+        let (data, origin) = crate::error::read_file(path)?;
         Self::from_bytes(&data, &origin)
     }
 
@@ -205,7 +200,6 @@ impl SentencePiece {
             }
         };
         Ok(SentencePiece {
-            origin: origin.to_string(),
             pieces,
             scores,
             types,
@@ -225,10 +219,6 @@ impl SentencePiece {
             kind,
             cache_owner: NEXT_OWNER.fetch_add(1, Ordering::Relaxed),
         })
-    }
-
-    pub fn origin(&self) -> &str {
-        &self.origin
     }
 
     pub fn kind(&self) -> Kind {

@@ -254,6 +254,11 @@ impl Normalizer {
         }
     }
 
+    /// The user-defined symbols (which BPE also keeps whole), if the model has any.
+    pub fn user_defined(&self) -> Option<&Trie> {
+        self.user_defined.as_ref()
+    }
+
     /// Whether decoding should drop the `▁` that starts the text (the dummy prefix).
     pub fn strips_leading_space(&self) -> bool {
         self.add_dummy_prefix || self.remove_extra_whitespaces

@@ -160,19 +160,16 @@ impl Unigram {
                 }
                 start += char_len;
             }
-            let at = out.len();
+            // backtrack from the end, then emit front to back
+            let mut path = Vec::new();
             let mut end = n;
             while end > 0 {
                 let b = best[end];
-                out.push(b.id);
-                out.push(b.start);
-                out.push(end as u32);
+                path.push((b.start as usize, end, b.id));
                 end = b.start as usize;
             }
-            // the path was written backwards as (id, start, end) triples
-            let path: Vec<u32> = out.drain(at..).collect();
-            for t in path.chunks_exact(3).rev() {
-                sp.emit(&text[t[1] as usize..t[2] as usize], t[0], out);
+            for &(start, end, id) in path.iter().rev() {
+                sp.emit(&text[start..end], id, out);
             }
         });
     }
