@@ -21,6 +21,7 @@ from .encoding import Encoding, get_encoding, list_encodings
 from .patches import PatchEmbedding, VectorQuantizer, patchify, tubelets, unpatchify, untubelet
 from .sentencepiece import SentencePiece
 from .tokenizer import Encoded, Tokenizer
+from .train import train_bpe
 
 __all__ = [
     "Embedding",
@@ -41,6 +42,7 @@ __all__ = [
     "positions_from_mask",
     "rope",
     "sinusoidal_positions",
+    "train_bpe",
     "tubelets",
     "unpatchify",
     "untubelet",

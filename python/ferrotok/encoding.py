@@ -94,6 +94,45 @@ class Encoding:
         core = _core.CoreBPE.from_tiktoken(os.fspath(path), pattern, specials)
         return cls(core, name if name is not None else os.path.basename(os.fspath(path)))
 
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], *, name: str | None = None) -> Encoding:
+        """Loads a byte-level BPE ``tokenizer.json`` (GPT-2 family: a ``Split`` regex then
+        ``ByteLevel``, or ``ByteLevel`` with its own regex), such as :meth:`save` writes.
+
+        Tokens are ranked by id, as in tiktoken, so the merges must be in id order; ids equal
+        Hugging Face's when the merges list every two-token split of each token (as the files
+        :meth:`save` and transformers' tiktoken converter write do). Other components
+        (normalizers, byte fallback, dropout, ...) raise ``ValueError`` naming them.
+
+        >>> enc = Encoding.from_file("tokenizer.json")  # doctest: +SKIP
+        """
+        origin = os.fspath(path)
+        with open(origin, encoding="utf-8") as f:
+            text = f.read()
+        core = _core.CoreBPE.from_json(text, origin)
+        return cls(core, name if name is not None else os.path.basename(origin))
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Writes this encoding as a Hugging Face ``tokenizer.json``: HF ``tokenizers`` loads it
+        and gives the same ids, and :meth:`from_file` reads it back (special tokens included).
+
+        >>> enc.save("my-tokenizer.json")  # doctest: +SKIP
+        """
+        with open(os.fspath(path), "w", encoding="utf-8") as f:
+            f.write(self._core.to_json())
+
+    def save_tiktoken(self, path: str | os.PathLike[str]) -> None:
+        """Writes the mergeable tokens as a ``.tiktoken`` rank file (``base64-token rank`` per
+        line). As in tiktoken, the file holds neither the split pattern nor the special
+        tokens: pass them back to :meth:`from_tiktoken`.
+
+        >>> enc.save_tiktoken("my.tiktoken")  # doctest: +SKIP
+        >>> Encoding.from_tiktoken("my.tiktoken", pattern=enc.pattern,
+        ...                        special_tokens=enc.special_tokens)  # doctest: +SKIP
+        """
+        with open(os.fspath(path), "w", encoding="ascii") as f:
+            f.write(self._core.to_tiktoken())
+
     def __reduce__(self) -> tuple[Any, ...]:
         if self._embedded:
             return (get_encoding, (self.name,))

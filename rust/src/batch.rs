@@ -73,6 +73,12 @@ where
     }
 }
 
+/// Runs `f` inside the fork-safe pool of `threads` threads, so that rayon work it starts
+/// uses that pool.
+pub fn install<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> Result<R> {
+    Ok(pool(threads)?.install(f))
+}
+
 /// Encodes every text with `encode(index, text)` on `threads` threads (in order) into one
 /// ragged batch.
 pub fn encode_all<F>(texts: &[&str], threads: usize, encode: F) -> Result<Ragged>

@@ -15,8 +15,11 @@ use crate::bert::BertNormalizer;
 use crate::bpe::Bpe;
 use crate::error::Error;
 use crate::hf;
+use crate::hf_bpe;
+use crate::pretok::Pretokenizer;
 use crate::registry;
 use crate::spm::{self, SentencePiece};
+use crate::train::{self, PieceCounts};
 use crate::vocab::{Rank, Vocab};
 use crate::wordpiece::{Encoding, Padding, Settings, Truncation, TruncationStrategy, WordPiece};
 
@@ -89,6 +92,25 @@ impl PyBpe {
             })
             .map_err(to_py)?;
         Ok(PyBpe { inner })
+    }
+
+    /// Reads a byte-level BPE `tokenizer.json` (its text; `origin` names it in errors).
+    #[staticmethod]
+    fn from_json(py: Python<'_>, text: &str, origin: &str) -> PyResult<Self> {
+        let inner = py
+            .detach(|| hf_bpe::from_json(text, origin))
+            .map_err(to_py)?;
+        Ok(PyBpe { inner })
+    }
+
+    /// This encoding as a Hugging Face `tokenizer.json` (text).
+    fn to_json(&self, py: Python<'_>) -> String {
+        py.detach(|| hf_bpe::to_json(&self.inner))
+    }
+
+    /// The mergeable vocabulary as a `.tiktoken` rank file (text).
+    fn to_tiktoken(&self, py: Python<'_>) -> String {
+        py.detach(|| self.inner.vocab().to_tiktoken())
     }
 
     /// The mergeable vocabulary in ferrotok's compact binary form.
@@ -806,6 +828,102 @@ fn side(direction: &str) -> PyResult<bool> {
     }
 }
 
+/// Distinct pre-tokenized pieces of a corpus and their counts: the first pass of training.
+#[pyclass(module = "ferrotok._core", name = "PieceCounter")]
+pub struct PyPieceCounter {
+    pretok: Pretokenizer,
+    counts: PieceCounts,
+    threads: usize,
+}
+
+#[pymethods]
+impl PyPieceCounter {
+    #[new]
+    #[pyo3(signature = (pattern, num_threads=None))]
+    fn new(pattern: &str, num_threads: Option<usize>) -> PyResult<Self> {
+        Ok(PyPieceCounter {
+            pretok: Pretokenizer::new(pattern).map_err(to_py)?,
+            counts: PieceCounts::new(),
+            threads: batch::thread_count(num_threads),
+        })
+    }
+
+    /// Counts the pieces of each text (each text is a document of its own).
+    fn add_texts(&mut self, py: Python<'_>, texts: &Bound<'_, PyAny>) -> PyResult<()> {
+        let owned = texts_of(texts)?;
+        let strs = owned
+            .iter()
+            .map(|s| s.to_str())
+            .collect::<PyResult<Vec<&str>>>()?;
+        let PyPieceCounter {
+            pretok,
+            counts,
+            threads,
+        } = self;
+        py.detach(|| {
+            batch::install(*threads, || {
+                counts.add_texts(&strs, &|t, f| pretok.for_each_piece(t, f))
+            })?
+        })
+        .map_err(to_py)
+    }
+
+    /// Counts the pieces of a UTF-8 text file, streamed in blocks.
+    fn add_file(&mut self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        let PyPieceCounter {
+            pretok,
+            counts,
+            threads,
+        } = self;
+        py.detach(|| batch::install(*threads, || counts.add_file(&path, pretok))?)
+            .map_err(to_py)
+    }
+
+    /// Number of distinct pieces.
+    #[getter]
+    fn n_pieces(&self) -> usize {
+        self.counts.len()
+    }
+
+    /// Bytes of text counted.
+    #[getter]
+    fn n_bytes(&self) -> u64 {
+        self.counts.bytes
+    }
+
+    /// Trains a byte-level BPE of `n_tokens` mergeable tokens; special tokens get the ids after
+    /// them. `progress(n)` is called with the number of tokens as training goes. Returns the
+    /// encoding and every merge made (the two ids merged), in order.
+    #[pyo3(signature = (n_tokens, min_frequency, specials, progress=None))]
+    fn train_bpe(
+        &self,
+        py: Python<'_>,
+        n_tokens: usize,
+        min_frequency: u64,
+        specials: Vec<String>,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<(PyBpe, Vec<(Rank, Rank)>)> {
+        let mut failed: Option<PyErr> = None;
+        let mut report = |n: usize| {
+            if let (Some(cb), None) = (&progress, &failed) {
+                failed = Python::attach(|py| cb.call1(py, (n,)).err());
+            }
+        };
+        let trained =
+            py.detach(|| train::bpe::train(&self.counts, n_tokens, min_frequency, &mut report));
+        if let Some(err) = failed {
+            return Err(err);
+        }
+        let n = trained.tokens.len() as Rank;
+        let pairs = trained.tokens.into_iter().zip(0..).collect();
+        let specials = specials.into_iter().zip(n..).collect();
+        let inner = Vocab::from_pairs(pairs, "trained vocabulary")
+            .and_then(|v| Bpe::new(v, self.pretok.pattern(), specials, "trained vocabulary"))
+            .map_err(to_py)?;
+        Ok((PyBpe { inner }, trained.merges))
+    }
+}
+
 /// Names of the encodings embedded in the package.
 #[pyfunction]
 fn embedded_encodings() -> Vec<&'static str> {
@@ -817,6 +935,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyBpe>()?;
     m.add_class::<PyWordPiece>()?;
     m.add_class::<PySentencePiece>()?;
+    m.add_class::<PyPieceCounter>()?;
     m.add_function(wrap_pyfunction!(embedded_encodings, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

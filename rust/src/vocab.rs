@@ -198,6 +198,19 @@ impl Vocab {
         Self::from_parts(rest.to_vec(), starts, origin)
     }
 
+    /// The `.tiktoken` form: `base64(token) id` per line, in id order.
+    pub fn to_tiktoken(&self) -> String {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut out = String::with_capacity(self.bytes.len() * 2 + self.len() * 8);
+        for (id, token) in self.iter() {
+            out.push_str(&b64.encode(token));
+            out.push(' ');
+            out.push_str(&id.to_string());
+            out.push('\n');
+        }
+        out
+    }
+
     /// The compact binary form (see the module docs).
     pub fn to_compact(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(16 + self.starts.len() * 2 + self.bytes.len());

@@ -1,0 +1,170 @@
+"""Training new vocabularies from a corpus."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from typing import Union
+
+from . import _core
+from .encoding import Encoding
+
+__all__ = ["train_bpe"]
+
+#: A progress callback: ``(stage, done, total)``; stage is ``"count"`` (done: bytes read,
+#: total: bytes to read when known, else 0) or ``"merge"`` (done and total: tokens).
+ProgressCallback = Callable[[str, int, int], object]
+Data = Union[Iterable[Union[str, "os.PathLike[str]"]], "os.PathLike[str]", None]
+
+# Documents are handed to Rust in batches of about this many bytes: large enough to keep
+# every core busy, small enough that memory does not follow the corpus.
+_BATCH_BYTES = 4 << 20
+
+
+class _Progress:
+    """Reports to a callback, or prints a line per stage to stderr (progress=True)."""
+
+    def __init__(self, progress: bool | ProgressCallback) -> None:
+        self._callback = progress if callable(progress) else None
+        self._print = progress is True
+        self._last = ""
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if self._callback is not None:
+            self._callback(stage, done, total)
+        elif self._print:
+            unit = "MB" if stage == "count" else "tokens"
+            scale = 1e6 if stage == "count" else 1
+            line = f"ferrotok: {stage} {done / scale:,.0f}"
+            line += f"/{total / scale:,.0f} {unit}" if total else f" {unit}"
+            if line != self._last:
+                sys.stderr.write("\r" + line)
+                sys.stderr.flush()
+                self._last = line
+
+    def end(self) -> None:
+        if self._print and self._last:
+            sys.stderr.write("\n")
+            self._last = ""
+
+
+def _check_specials(special_tokens: Iterable[str]) -> list[str]:
+    specials = list(special_tokens)
+    for i, s in enumerate(specials):
+        if not isinstance(s, str) or not s:
+            raise ValueError(f"special_tokens[{i}] must be a non-empty str, got {s!r}")
+    seen: set[str] = set()
+    for s in specials:
+        if s in seen:
+            raise ValueError(f"special token {s!r} is listed twice")
+        seen.add(s)
+    return specials
+
+
+def _files_of(files: Iterable[str | os.PathLike[str]]) -> list[str]:
+    """Paths as strings, each checked readable before any work starts."""
+    paths = [os.fspath(f) for f in files]
+    for p in paths:
+        if not os.path.isfile(p):
+            raise FileNotFoundError(f"{p}: no such file")
+        if not os.access(p, os.R_OK):
+            raise PermissionError(f"{p}: not readable")
+    return paths
+
+
+def train_bpe(
+    data: Data = None,
+    vocab_size: int = 32000,
+    *,
+    files: Sequence[str | os.PathLike[str]] = (),
+    pattern: str = "o200k_base",
+    special_tokens: Iterable[str] = (),
+    min_frequency: int = 2,
+    num_threads: int | None = None,
+    progress: bool | ProgressCallback = True,
+    name: str = "trained",
+) -> Encoding:
+    """Trains a byte-level BPE vocabulary (tiktoken style) and returns it as an :class:`Encoding`.
+
+    ``data`` is an iterable of documents (``str``); ``pathlib.Path`` items (or ``files=``, a
+    list of paths) are UTF-8 text files, streamed. ``vocab_size`` counts the 256 byte tokens,
+    the learned merges and the special tokens, which get the last ids. Training stops early if
+    the most frequent pair occurs fewer than ``min_frequency`` times.
+
+    Pieces come from ``pattern`` (an embedded encoding's name or a regex); each merge takes the
+    most frequent adjacent pair, ties going to the smaller pair of ids (bytes are ranked in
+    GPT-2's order, so Hugging Face's ``BpeTrainer`` breaks ties the same way). The result
+    saves with :meth:`Encoding.save` (tokenizer.json) and :meth:`Encoding.save_tiktoken`.
+
+    ``progress``: ``True`` prints to stderr; a callable gets ``(stage, done, total)``.
+
+    >>> enc = train_bpe(["low lower lowest"] * 100, 260, progress=False)
+    >>> enc.n_vocab
+    260
+    """
+    if not isinstance(vocab_size, int) or isinstance(vocab_size, bool):
+        raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__}")
+    specials = _check_specials(special_tokens)
+    if vocab_size < 256 + len(specials):
+        raise ValueError(
+            f"vocab_size {vocab_size} is below the base alphabet: 256 byte tokens"
+            + (f" + {len(specials)} special tokens" if specials else "")
+        )
+    if not isinstance(min_frequency, int) or min_frequency < 1:
+        raise ValueError(f"min_frequency must be an int >= 1, got {min_frequency!r}")
+    if num_threads is not None and num_threads < 1:
+        raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+    if isinstance(data, (str, bytes)):
+        raise TypeError(
+            "data must be an iterable of documents (str) or of pathlib.Path files, not a single "
+            "str or bytes; pass files=[...] for file names given as str"
+        )
+    if isinstance(data, os.PathLike):
+        data = [data]
+    paths = _files_of(files)
+    if isinstance(data, (list, tuple)):
+        _files_of(d for d in data if isinstance(d, os.PathLike))  # checked before any work
+        if not data and not paths:
+            raise ValueError("the corpus is empty: no documents and no files")
+    if pattern in _core.embedded_encodings():
+        pattern = _core.CoreBPE.embedded(pattern).pattern
+    counter = _core.PieceCounter(pattern, num_threads)  # a bad pattern fails here
+
+    report = _Progress(progress)
+    total = sum(os.path.getsize(p) for p in paths)
+    for p in paths:
+        counter.add_file(p)
+        report("count", counter.n_bytes, total)
+    if data is not None:
+        _count_documents(counter, data, report)
+    report.end()
+    if counter.n_pieces == 0:
+        raise ValueError("the corpus is empty: no text to train on")
+
+    n_tokens = vocab_size - len(specials)
+    core, _ = counter.train_bpe(n_tokens, min_frequency, specials, lambda n: report("merge", n, n_tokens))
+    report.end()
+    return Encoding(core, name)
+
+
+def _count_documents(counter: _core.PieceCounter, data: Iterable[object], report: _Progress) -> None:
+    batch: list[str] = []
+    size = 0
+    for i, doc in enumerate(data):
+        if isinstance(doc, os.PathLike):
+            if not isinstance(data, (list, tuple)):
+                _files_of([doc])  # lists were checked up front
+            counter.add_file(os.fspath(doc))
+            continue
+        if not isinstance(doc, str):
+            raise TypeError(f"data[{i}] is {type(doc).__name__}, not str or a path")
+        batch.append(doc)
+        size += len(doc)
+        if size >= _BATCH_BYTES:
+            counter.add_texts(batch)
+            report("count", counter.n_bytes, 0)
+            batch, size = [], 0
+    if batch:
+        counter.add_texts(batch)
+        report("count", counter.n_bytes, 0)
