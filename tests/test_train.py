@@ -1,0 +1,274 @@
+"""Training byte-level BPE: against a plain-Python reference trainer, against Hugging Face's
+``BpeTrainer``, round trips through tokenizer.json and .tiktoken, and bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+
+import ferrotok
+import pytest
+import tokenizers
+from conftest import fixture_corpus, shared_corpus
+from ferrotok import _core
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from train_reference import BYTE_ORDER
+from train_reference import train as reference_train
+
+PATTERNS = ["gpt2", "cl100k_base", "o200k_base"]
+
+
+def pieces_of(docs: list[str], pattern: str) -> Counter[str]:
+    enc = ferrotok.get_encoding(pattern)
+    return Counter(p for d in docs for p in enc.split(d))
+
+
+def core_train(docs: list[str], n_tokens: int, pattern: str, min_frequency: int = 1):
+    counter = _core.PieceCounter(ferrotok.get_encoding(pattern).pattern)
+    counter.add_texts(docs)
+    core, merges = counter.train_bpe(n_tokens, min_frequency, [])
+    tokens = [core.token_bytes(i) for i in range(core.n_vocab)]
+    return tokens, merges
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_same_merges_as_the_reference_trainer(pattern):
+    docs = fixture_corpus()[:40]
+    want = reference_train(pieces_of(docs, pattern), 256 + 300)
+    assert core_train(docs, 256 + 300, pattern) == want
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.text(alphabet="aab bc\n'é日😀1", max_size=40), min_size=1, max_size=12),
+    st.integers(256, 330),
+    st.integers(1, 3),
+)
+def test_fuzz_against_the_reference_trainer(docs, n_tokens, min_frequency):
+    pieces = pieces_of(docs, "o200k_base")
+    if not pieces:
+        return
+    want = reference_train(pieces, n_tokens, min_frequency)
+    assert core_train(docs, n_tokens, "o200k_base", min_frequency) == want
+
+
+def test_byte_tokens_in_gpt2_order_like_the_official_vocabularies():
+    enc = ferrotok.train_bpe(["abc"], 256, progress=False)
+    official = ferrotok.get_encoding("cl100k_base")
+    assert [enc.decode_single_token_bytes(i) for i in range(256)] == [bytes([b]) for b in BYTE_ORDER]
+    assert [official.decode_single_token_bytes(i) for i in range(256)] == [bytes([b]) for b in BYTE_ORDER]
+
+
+def _hf_bpe_trainer_tokens(docs: list[str], pattern: str, vocab_size: int) -> list[bytes]:
+    regex = pattern.replace(r"\p{N}{1,3}+", r"\p{N}{1,3}")
+    pre = tokenizers.pre_tokenizers
+    tok = tokenizers.Tokenizer(tokenizers.models.BPE())
+    tok.pre_tokenizer = pre.Sequence(
+        [
+            pre.Split(tokenizers.Regex(regex), behavior="isolated"),
+            pre.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    trainer = tokenizers.trainers.BpeTrainer(
+        vocab_size=vocab_size, min_frequency=2, initial_alphabet=pre.ByteLevel.alphabet(), show_progress=False
+    )
+    tok.train_from_iterator(docs, trainer)
+    char_byte = {chr(b): b for b in BYTE_ORDER[:188]}
+    char_byte.update({chr(256 + i): b for i, b in enumerate(BYTE_ORDER[188:])})
+    by_id = {i: s for s, i in tok.get_vocab().items()}
+    return [bytes(char_byte[c] for c in by_id[i]) for i in range(len(by_id))]
+
+
+@pytest.mark.parametrize("pattern", ["gpt2", "cl100k_base"])
+def test_same_vocabulary_as_hf_bpe_trainer_on_the_fixture(pattern):
+    docs = fixture_corpus()
+    enc = ferrotok.train_bpe(docs, 1500, pattern=pattern, progress=False)
+    ours = [enc.decode_single_token_bytes(i) for i in range(enc.n_vocab)]
+    assert ours == _hf_bpe_trainer_tokens(docs, enc.pattern, 1500)
+
+
+@pytest.mark.parametrize("corpus", ["en", "multi"])
+def test_same_vocabulary_as_hf_bpe_trainer_on_the_shared_corpus(corpus):
+    docs = shared_corpus(corpus)
+    enc = ferrotok.train_bpe(docs, 8000, pattern="cl100k_base", progress=False)
+    ours = [enc.decode_single_token_bytes(i) for i in range(enc.n_vocab)]
+    assert ours == _hf_bpe_trainer_tokens(docs, enc.pattern, 8000)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    return ferrotok.train_bpe(
+        fixture_corpus(),
+        1200,
+        pattern="cl100k_base",
+        special_tokens=["<|endoftext|>", "<|pad|>"],
+        progress=False,
+    )
+
+
+def test_special_tokens_take_the_last_ids(trained):
+    assert trained.n_vocab == 1200
+    assert trained.special_tokens == {"<|endoftext|>": 1198, "<|pad|>": 1199}
+    ids = trained.encode("hi<|endoftext|>", allowed_special="all")
+    assert ids[-1] == 1198
+    assert trained.decode(ids) == "hi<|endoftext|>"
+
+
+def test_trained_encoding_round_trips_text(trained):
+    for doc in fixture_corpus():
+        assert trained.decode(trained.encode_ordinary(doc)) == doc
+
+
+def test_save_and_load_tokenizer_json(trained, tmp_path):
+    path = tmp_path / "tokenizer.json"
+    trained.save(path)
+    back = ferrotok.Encoding.from_file(path)
+    hf = tokenizers.Tokenizer.from_file(str(path))
+    assert back.special_tokens == trained.special_tokens
+    assert back.pattern == trained.pattern
+    for doc in fixture_corpus():
+        ids = trained.encode_ordinary(doc).tolist()
+        assert back.encode_ordinary(doc).tolist() == ids
+        # HF always matches added tokens in text: tiktoken's allowed_special="all"
+        with_specials = trained.encode(doc, allowed_special="all").tolist()
+        assert hf.encode(doc, add_special_tokens=False).ids == with_specials
+    assert hf.encode("a<|pad|>").ids[-1] == 1199
+
+
+def test_save_and_load_tiktoken(trained, tmp_path):
+    path = tmp_path / "trained.tiktoken"
+    trained.save_tiktoken(path)
+    back = ferrotok.Encoding.from_tiktoken(
+        path, pattern=trained.pattern, special_tokens=trained.special_tokens
+    )
+    assert back.n_vocab == trained.n_vocab
+    for doc in fixture_corpus():
+        assert back.encode_ordinary(doc).tolist() == trained.encode_ordinary(doc).tolist()
+
+
+@pytest.mark.parametrize("name", PATTERNS)
+def test_official_encodings_round_trip_through_tokenizer_json(name, tmp_path):
+    enc = ferrotok.get_encoding(name)
+    path = tmp_path / "tokenizer.json"
+    enc.save(path)
+    back = ferrotok.Encoding.from_file(path)
+    hf = tokenizers.Tokenizer.from_file(str(path))
+    assert back.pattern == enc.pattern  # the Oniguruma spelling of the digit rule is undone
+    for doc in fixture_corpus()[:60]:
+        ids = enc.encode_ordinary(doc).tolist()
+        assert back.encode_ordinary(doc).tolist() == ids
+        assert hf.encode(doc, add_special_tokens=False).ids == ids
+
+
+def test_files_count_as_their_whole_text(tmp_path):
+    # A file is one text, streamed in blocks cut where no piece can span the cut.
+    text = "\n".join(fixture_corpus()) * 3
+    path = tmp_path / "corpus.txt"
+    path.write_text(text, encoding="utf-8")
+    for pattern in PATTERNS:
+        from_file = ferrotok.train_bpe(files=[path], vocab_size=700, pattern=pattern, progress=False)
+        from_path = ferrotok.train_bpe([path], 700, pattern=pattern, progress=False)
+        from_text = ferrotok.train_bpe([text], 700, pattern=pattern, progress=False)
+        values = from_text.token_byte_values()
+        assert from_file.token_byte_values() == values
+        assert from_path.token_byte_values() == values
+
+
+def test_custom_pattern(tmp_path):
+    enc = ferrotok.train_bpe(fixture_corpus(), 400, pattern=r"\w+|\s+|[^\w\s]+", progress=False)
+    assert enc.pattern == r"\w+|\s+|[^\w\s]+"
+    doc = fixture_corpus()[0]
+    assert enc.decode(enc.encode_ordinary(doc)) == doc
+    path = tmp_path / "c.txt"
+    path.write_text(doc, encoding="utf-8")
+    from_file = ferrotok.train_bpe(files=[path], vocab_size=300, pattern=enc.pattern, progress=False)
+    assert (
+        from_file.token_byte_values()
+        == ferrotok.train_bpe([doc], 300, pattern=enc.pattern, progress=False).token_byte_values()
+    )
+
+
+def test_iterables_and_generators_stream():
+    docs = fixture_corpus()
+    a = ferrotok.train_bpe((d for d in docs), 600, progress=False)
+    b = ferrotok.train_bpe(list(docs), 600, progress=False)
+    assert a.token_byte_values() == b.token_byte_values()
+
+
+def test_min_frequency_stops_early():
+    # pieces: "ab", " ab" twice, " cd"; pair counts: (a, b) 3, then (" ", ab) 2, then ties at 1
+    # go to the smaller ids: "c" (66) ranks before " " (220)
+    for min_frequency, want in [(3, [b"ab"]), (2, [b"ab", b" ab"]), (1, [b"ab", b" ab", b"cd", b" cd"])]:
+        enc = ferrotok.train_bpe(["ab ab ab cd"], 1000, min_frequency=min_frequency, progress=False)
+        assert [enc.decode_single_token_bytes(i) for i in range(256, enc.n_vocab)] == want
+
+
+def test_progress_callback():
+    seen = []
+    ferrotok.train_bpe(
+        fixture_corpus(), 900, progress=lambda stage, done, total: seen.append((stage, done, total))
+    )
+    stages = {s for s, _, _ in seen}
+    assert stages == {"count", "merge"}
+    assert seen[-1] == ("merge", 900, 900)
+
+
+def test_progress_to_stderr(capsys):
+    ferrotok.train_bpe(["hello hello"], 257, progress=True)
+    assert "ferrotok: merge" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"data": [], "vocab_size": 300}, ValueError, "empty"),
+        ({"data": ["", ""], "vocab_size": 300}, ValueError, "empty"),
+        ({"data": ["x"], "vocab_size": 255}, ValueError, "256 byte tokens"),
+        ({"data": ["x"], "vocab_size": 257, "special_tokens": ["<a>", "<b>"]}, ValueError, r"\+ 2 special"),
+        ({"data": ["x"], "vocab_size": 300, "special_tokens": ["<a>", "<a>"]}, ValueError, "listed twice"),
+        ({"data": ["x"], "vocab_size": 300, "special_tokens": [""]}, ValueError, "special_tokens\\[0\\]"),
+        ({"data": ["x"], "vocab_size": 300, "min_frequency": 0}, ValueError, "min_frequency"),
+        ({"data": "some text", "vocab_size": 300}, TypeError, "not a single str"),
+        ({"data": ["ok", b"bytes"], "vocab_size": 300}, TypeError, r"data\[1\] is bytes"),
+        ({"data": ["x"], "vocab_size": 300, "pattern": "(unclosed"}, ValueError, "pattern"),
+        ({"files": ["/no/such/file.txt"], "vocab_size": 300}, FileNotFoundError, "/no/such/file.txt"),
+    ],
+)
+def test_bad_input_is_refused(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        ferrotok.train_bpe(progress=False, **kwargs)
+
+
+def test_bad_file_is_refused_before_any_work(tmp_path):
+    good = tmp_path / "good.txt"
+    good.write_text("hello", encoding="utf-8")
+    seen = []
+    with pytest.raises(FileNotFoundError, match=r"missing\.txt"):
+        ferrotok.train_bpe([good, tmp_path / "missing.txt"], 300, progress=lambda *a: seen.append(a))
+    assert seen == []
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"hello\nworld \xff\n")
+    with pytest.raises(ValueError, match=re.escape(str(bad)) + ".*byte 12"):
+        ferrotok.train_bpe(files=[bad], vocab_size=300, progress=False)
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda j: j.update(normalizer={"type": "NFC"}), "normalizer NFC"),
+        (lambda j: j["model"].update(dropout=0.1), "dropout"),
+        (lambda j: j["model"].update(type="WordPiece"), "model WordPiece"),
+        (lambda j: j["model"]["merges"].reverse(), "id order"),
+        (lambda j: j["pre_tokenizer"].update(type="Whitespace"), "pre_tokenizer Whitespace"),
+    ],
+)
+def test_unsupported_tokenizer_json_is_refused(trained, tmp_path, edit, match):
+    path = tmp_path / "tokenizer.json"
+    trained.save(path)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    edit(data)
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(ValueError, match=match):
+        ferrotok.Encoding.from_file(path)
