@@ -1,0 +1,158 @@
+"""Training benchmark: ferrotok's byte-level BPE trainer against Hugging Face's ``BpeTrainer``.
+
+    python benches/bench_train.py                    # all of ../shared/corpus, 32k vocab
+    python benches/bench_train.py --vocab-size 8000 --corpus en
+    python benches/bench_train.py --big 1000         # also stream a generated 1000 MB file
+
+Each run is a fresh subprocess using every core (both trainers are multi-threaded). Both
+split text with the same regex (cl100k_base's; Oniguruma's spelling for HF) and byte-level
+symbols, so both learn the same vocabulary: ``same vocab`` checks it. ``train s`` times the
+training call only (the documents are already in memory, as a list of str); ``peak MB`` is
+the growth of the process's peak resident memory during that call. ``--big`` writes a
+corpus file of that many MB (the shared documents repeated with shuffled words) and trains
+ferrotok from the file, to show that memory follows the distinct pieces, not the text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SHARED = HERE.parents[1] / "shared"
+RESULT = "@@bench_train "
+PATTERN = "cl100k_base"
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def load_docs(corpora: list[str]) -> list[str]:
+    docs: list[str] = []
+    for name in corpora:
+        with gzip.open(SHARED / "corpus" / f"{name}.jsonl.gz", "rt", encoding="utf-8") as f:
+            docs += [json.loads(line)["text"] for line in f if line.strip()]
+    return docs
+
+
+def vocab_hash(tokens: list[bytes]) -> str:
+    return hashlib.blake2b(b"\0".join(tokens), digest_size=8).hexdigest()
+
+
+def train_ferrotok(data, vocab_size: int) -> list[bytes]:
+    import ferrotok
+
+    kwargs = (
+        {"files": data} if isinstance(data, list) and data and isinstance(data[0], Path) else {"data": data}
+    )
+    enc = ferrotok.train_bpe(
+        vocab_size=vocab_size, pattern=PATTERN, min_frequency=2, progress=False, **kwargs
+    )
+    return [enc.decode_single_token_bytes(i) for i in range(enc.n_vocab)]
+
+
+def train_hf(docs: list[str], vocab_size: int) -> list[bytes]:
+    import ferrotok
+    import tokenizers
+
+    pre = tokenizers.pre_tokenizers
+    regex = ferrotok.get_encoding(PATTERN).pattern.replace(r"\p{N}{1,3}+", r"\p{N}{1,3}")
+    tok = tokenizers.Tokenizer(tokenizers.models.BPE())
+    tok.pre_tokenizer = pre.Sequence(
+        [
+            pre.Split(tokenizers.Regex(regex), behavior="isolated"),
+            pre.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    trainer = tokenizers.trainers.BpeTrainer(
+        vocab_size=vocab_size, min_frequency=2, initial_alphabet=pre.ByteLevel.alphabet(), show_progress=False
+    )
+    tok.train_from_iterator(docs, trainer)
+    printable = [*range(33, 127), *range(161, 173), *range(174, 256)]
+    char_byte = {chr(b): b for b in printable}
+    char_byte.update({chr(256 + i): b for i, b in enumerate(b for b in range(256) if b not in printable)})
+    by_id = {i: s for s, i in tok.get_vocab().items()}
+    return [bytes(char_byte[c] for c in by_id[i]) for i in range(len(by_id))]
+
+
+def worker(lib: str, corpora: list[str], vocab_size: int, big_file: str | None) -> None:
+    data: object = [Path(big_file)] if big_file else load_docs(corpora)
+    size = os.path.getsize(big_file) if big_file else sum(len(d.encode("utf-8")) for d in data)  # type: ignore[union-attr]
+    before = peak_mb()
+    t = time.perf_counter()
+    tokens = train_ferrotok(data, vocab_size) if lib == "ferrotok" else train_hf(data, vocab_size)  # type: ignore[arg-type]
+    spent = time.perf_counter() - t
+    out = {"lib": lib, "seconds": spent, "mb": size / 1e6, "peak_mb": peak_mb() - before}
+    out.update({"n_tokens": len(tokens), "vocab": vocab_hash(tokens)})
+    print(RESULT + json.dumps(out), flush=True)
+
+
+def run(lib: str, corpora: list[str], vocab_size: int, big_file: str | None = None) -> dict:
+    cmd = [sys.executable, __file__, "--worker", lib, "--vocab-size", str(vocab_size), "--corpus", *corpora]
+    if big_file:
+        cmd += ["--big-file", big_file]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    for line in proc.stdout.splitlines():
+        if line.startswith(RESULT):
+            return json.loads(line[len(RESULT) :])
+    raise RuntimeError(f"{lib} failed:\n{proc.stderr[-2000:]}")
+
+
+def write_big(path: str, mb: int, corpora: list[str]) -> None:
+    rng = random.Random(0)
+    docs = load_docs(corpora)
+    written = 0
+    with open(path, "w", encoding="utf-8") as f:
+        while written < mb * 10**6:
+            words = rng.choice(docs).split(" ")
+            rng.shuffle(words)
+            text = " ".join(words) + "\n"
+            f.write(text)
+            written += len(text.encode("utf-8"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--corpus", nargs="+", default=["en", "code", "multi"])
+    ap.add_argument("--vocab-size", type=int, default=32000)
+    ap.add_argument("--big", type=int, default=0, help="also train from a generated file of this many MB")
+    ap.add_argument("--worker")
+    ap.add_argument("--big-file")
+    args = ap.parse_args()
+    if args.worker:
+        worker(args.worker, args.corpus, args.vocab_size, args.big_file)
+        return
+    rows = [run(lib, args.corpus, args.vocab_size) for lib in ("ferrotok", "hf-tokenizers")]
+    if args.big:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "big.txt")
+            write_big(path, args.big, args.corpus)
+            big = run("ferrotok", args.corpus, args.vocab_size, path)
+            big["lib"] = "ferrotok (file)"
+            rows.append(big)
+    print(
+        f"byte-level BPE, vocab {args.vocab_size}, corpus {'+'.join(args.corpus)}, {os.cpu_count()} cores\n"
+    )
+    print(f"{'library':<16} {'MB':>7} {'train s':>8} {'MB/s':>7} {'peak MB':>8} {'tokens':>7} {'same':>5}")
+    for r in rows:
+        same = "-" if r["lib"].endswith("(file)") else ("yes" if r["vocab"] == rows[1]["vocab"] else "NO")
+        print(
+            f"{r['lib']:<16} {r['mb']:>7.1f} {r['seconds']:>8.2f} {r['mb'] / r['seconds']:>7.1f} "
+            f"{r['peak_mb']:>8.0f} {r['n_tokens']:>7} {same:>5}"
+        )
+    print(f"\nferrotok / HF speed: {rows[1]['seconds'] / rows[0]['seconds']:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
