@@ -272,3 +272,93 @@ def test_unsupported_tokenizer_json_is_refused(trained, tmp_path, edit, match):
     path.write_text(json.dumps(data), encoding="utf-8")
     with pytest.raises(ValueError, match=match):
         ferrotok.Encoding.from_file(path)
+
+
+# -- WordPiece ----------------------------------------------------------------------------------
+
+
+def _tokens_per_char(tok, docs) -> float:
+    n = sum(len(tok.encode(d, add_special_tokens=False).ids) for d in docs)
+    return n / sum(len(d) for d in docs)
+
+
+def _hf_wordpiece(docs, vocab_size):
+    hf = tokenizers.BertWordPieceTokenizer()
+    hf.train_from_iterator(docs, vocab_size=vocab_size, show_progress=False)
+    return hf
+
+
+@pytest.mark.parametrize("vocab_size", [2500, 4000])
+def test_wordpiece_compresses_like_hf_on_held_out_text(vocab_size):
+    docs = fixture_corpus()
+    train, held = docs[: len(docs) * 3 // 4], docs[len(docs) * 3 // 4 :]
+    ours = ferrotok.train_wordpiece(train, vocab_size, progress=False)
+    hf = _hf_wordpiece(train, vocab_size)
+    assert ours.vocab_size == hf.get_vocab_size()
+    ratio = _tokens_per_char(ours, held) / _tokens_per_char(hf, held)
+    assert abs(ratio - 1) < 0.02, ratio
+
+
+def test_wordpiece_compresses_like_hf_on_the_shared_corpus():
+    docs = shared_corpus("en")
+    ours = ferrotok.train_wordpiece(docs[:230], 8000, progress=False)
+    hf = _hf_wordpiece(docs[:230], 8000)
+    ratio = _tokens_per_char(ours, docs[230:]) / _tokens_per_char(hf, docs[230:])
+    assert abs(ratio - 1) < 0.02, ratio
+
+
+def test_wordpiece_vocabulary_layout():
+    tok = ferrotok.train_wordpiece(["hug hugs bug", "hug pug"], 100, min_frequency=1, progress=False)
+    vocab = [tok.id_to_token(i) for i in range(tok.vocab_size)]
+    assert vocab[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    alphabet = sorted(set("hugsbp"))
+    assert vocab[5:11] == alphabet
+    assert vocab[11:17] == ["##" + c for c in alphabet]
+    assert "hug" in vocab and "hugs" in vocab
+    enc = tok.encode("Hugs PUG!")
+    assert enc.tokens == ["[CLS]", "hugs", "pug", "[UNK]", "[SEP]"]  # "!" was never seen
+
+
+def test_trained_wordpiece_matches_hf_reading_its_vocab(tmp_path):
+    docs = fixture_corpus()
+    tok = ferrotok.train_wordpiece(docs, 3000, progress=False)
+    path = tmp_path / "vocab.txt"
+    tok.save_vocab(path)
+    back = ferrotok.Tokenizer.from_vocab(path)
+    hf = tokenizers.BertWordPieceTokenizer(str(path))
+    for doc in docs:
+        ids = tok.encode(doc).ids.tolist()
+        assert back.encode(doc).ids.tolist() == ids
+        assert hf.encode(doc).ids == ids
+
+
+def test_wordpiece_files_count_as_their_whole_text(tmp_path):
+    text = "\n".join(fixture_corpus()) * 2
+    path = tmp_path / "corpus.txt"
+    path.write_text(text, encoding="utf-8")
+    a = ferrotok.train_wordpiece(files=[path], vocab_size=3000, progress=False)
+    b = ferrotok.train_wordpiece([text], vocab_size=3000, progress=False)
+    assert a.get_vocab() == b.get_vocab()
+
+
+def test_wordpiece_options_reach_the_normalizer():
+    cased = ferrotok.train_wordpiece(["Éclair Éclair"], 40, lowercase=False, min_frequency=1, progress=False)
+    assert "Éclair" in cased.get_vocab()
+    uncased = ferrotok.train_wordpiece(["Éclair Éclair"], 40, min_frequency=1, progress=False)
+    assert "eclair" in uncased.get_vocab()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"data": ["x"], "vocab_size": 100, "special_tokens": ["[PAD]"]}, ValueError, r"\[UNK\]"),
+        ({"data": ["x"], "vocab_size": 5}, ValueError, "no room"),
+        ({"data": ["abcdefgh"], "vocab_size": 12}, ValueError, "below the base alphabet"),
+        ({"data": [" \n "], "vocab_size": 100}, ValueError, "empty"),
+        ({"data": ["x"], "vocab_size": 100, "limit_alphabet": 0}, ValueError, "limit_alphabet"),
+        ({"files": ["/no/such/vocab.txt"], "vocab_size": 100}, FileNotFoundError, "/no/such"),
+    ],
+)
+def test_wordpiece_bad_input_is_refused(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        ferrotok.train_wordpiece(progress=False, **kwargs)

@@ -147,6 +147,14 @@ class CoreSentencePiece:
 
 class PieceCounter:
     def __init__(self, pattern: str, num_threads: int | None = None) -> None: ...
+    @staticmethod
+    def bert(
+        lowercase: bool,
+        strip_accents: bool | None,
+        clean_text: bool,
+        handle_chinese_chars: bool,
+        num_threads: int | None = None,
+    ) -> PieceCounter: ...
     def add_texts(self, texts: Iterable[str]) -> None: ...
     def add_file(self, path: str | os.PathLike[str]) -> None: ...
     @property
@@ -160,3 +168,12 @@ class PieceCounter:
         specials: list[str],
         progress: Callable[[int], object] | None = None,
     ) -> tuple[CoreBPE, list[tuple[int, int]]]: ...
+    def train_wordpiece(
+        self,
+        vocab_size: int,
+        min_frequency: int,
+        specials: list[str],
+        prefix: str,
+        limit_alphabet: int | None = None,
+        progress: Callable[[int], object] | None = None,
+    ) -> list[str]: ...

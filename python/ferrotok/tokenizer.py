@@ -301,6 +301,19 @@ class Tokenizer:
         """``{token: id}`` of the whole vocabulary, added tokens included."""
         return dict(self._core.vocab())
 
+    def save_vocab(self, path: str | os.PathLike[str]) -> None:
+        """Writes the vocabulary as a BERT ``vocab.txt``: one token per line, the line number
+        is the id. :meth:`from_vocab` reads it back (with the normalizer options given there).
+
+        >>> tok.save_vocab("vocab.txt")  # doctest: +SKIP
+        """
+        table = self._core.id_to_token_table()
+        missing = [i for i, t in enumerate(table) if t is None]
+        if missing:
+            raise ValueError(f"id {missing[0]} has no token: a vocab.txt cannot hold a gap")
+        with open(os.fspath(path), "w", encoding="utf-8") as f:
+            f.write("".join(t + "\n" for t in table))
+
     def id_to_token(self, id: int) -> str | None:
         """The token of ``id``, or ``None``."""
         return self._core.id_to_token(int(id))

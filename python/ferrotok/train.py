@@ -9,8 +9,9 @@ from typing import Union
 
 from . import _core
 from .encoding import Encoding
+from .tokenizer import Tokenizer
 
-__all__ = ["train_bpe"]
+__all__ = ["train_bpe", "train_wordpiece"]
 
 #: A progress callback: ``(stage, done, total)``; stage is ``"count"`` (done: bytes read,
 #: total: bytes to read when known, else 0) or ``"merge"`` (done and total: tokens).
@@ -62,6 +63,16 @@ def _check_specials(special_tokens: Iterable[str]) -> list[str]:
     return specials
 
 
+def _check_threads(num_threads: int | None) -> None:
+    if num_threads is not None and num_threads < 1:
+        raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+
+
+def _check_min_frequency(min_frequency: int) -> None:
+    if not isinstance(min_frequency, int) or min_frequency < 1:
+        raise ValueError(f"min_frequency must be an int >= 1, got {min_frequency!r}")
+
+
 def _files_of(files: Iterable[str | os.PathLike[str]]) -> list[str]:
     """Paths as strings, each checked readable before any work starts."""
     paths = [os.fspath(f) for f in files]
@@ -111,10 +122,22 @@ def train_bpe(
             f"vocab_size {vocab_size} is below the base alphabet: 256 byte tokens"
             + (f" + {len(specials)} special tokens" if specials else "")
         )
-    if not isinstance(min_frequency, int) or min_frequency < 1:
-        raise ValueError(f"min_frequency must be an int >= 1, got {min_frequency!r}")
-    if num_threads is not None and num_threads < 1:
-        raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+    _check_min_frequency(min_frequency)
+    _check_threads(num_threads)
+    if pattern in _core.embedded_encodings():
+        pattern = _core.CoreBPE.embedded(pattern).pattern
+    report = _Progress(progress)
+    counter = _count(_core.PieceCounter(pattern, num_threads), data, files, report)
+    n_tokens = vocab_size - len(specials)
+    core, _ = counter.train_bpe(n_tokens, min_frequency, specials, lambda n: report("merge", n, n_tokens))
+    report.end()
+    return Encoding(core, name)
+
+
+def _count(
+    counter: _core.PieceCounter, data: Data, files: Iterable[str | os.PathLike[str]], report: _Progress
+):
+    """Counts the pieces of ``files`` and ``data`` (checked before any work starts)."""
     if isinstance(data, (str, bytes)):
         raise TypeError(
             "data must be an iterable of documents (str) or of pathlib.Path files, not a single "
@@ -124,14 +147,9 @@ def train_bpe(
         data = [data]
     paths = _files_of(files)
     if isinstance(data, (list, tuple)):
-        _files_of(d for d in data if isinstance(d, os.PathLike))  # checked before any work
+        _files_of(d for d in data if isinstance(d, os.PathLike))
         if not data and not paths:
             raise ValueError("the corpus is empty: no documents and no files")
-    if pattern in _core.embedded_encodings():
-        pattern = _core.CoreBPE.embedded(pattern).pattern
-    counter = _core.PieceCounter(pattern, num_threads)  # a bad pattern fails here
-
-    report = _Progress(progress)
     total = sum(os.path.getsize(p) for p in paths)
     for p in paths:
         counter.add_file(p)
@@ -141,11 +159,7 @@ def train_bpe(
     report.end()
     if counter.n_pieces == 0:
         raise ValueError("the corpus is empty: no text to train on")
-
-    n_tokens = vocab_size - len(specials)
-    core, _ = counter.train_bpe(n_tokens, min_frequency, specials, lambda n: report("merge", n, n_tokens))
-    report.end()
-    return Encoding(core, name)
+    return counter
 
 
 def _count_documents(counter: _core.PieceCounter, data: Iterable[object], report: _Progress) -> None:
@@ -168,3 +182,88 @@ def _count_documents(counter: _core.PieceCounter, data: Iterable[object], report
     if batch:
         counter.add_texts(batch)
         report("count", counter.n_bytes, 0)
+
+
+BERT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+def train_wordpiece(
+    data: Data = None,
+    vocab_size: int = 30000,
+    *,
+    files: Sequence[str | os.PathLike[str]] = (),
+    lowercase: bool = True,
+    strip_accents: bool | None = None,
+    clean_text: bool = True,
+    handle_chinese_chars: bool = True,
+    special_tokens: Iterable[str] = BERT_SPECIAL_TOKENS,
+    min_frequency: int = 2,
+    limit_alphabet: int | None = 1000,
+    wordpieces_prefix: str = "##",
+    num_threads: int | None = None,
+    progress: bool | ProgressCallback = True,
+) -> Tokenizer:
+    """Trains a WordPiece vocabulary (BERT style) and returns it as a :class:`Tokenizer`.
+
+    Text goes through BERT's normalizer and pre-tokenizer with the options given (as
+    Hugging Face's ``BertWordPieceTokenizer``); then, as HF's ``WordPieceTrainer``, BPE merges
+    over the characters of each word, every character after the first carrying
+    ``wordpieces_prefix``. The vocabulary is the special tokens, the ``limit_alphabet`` most
+    frequent characters with and without the prefix, then the learned pieces, ``vocab_size``
+    in all. ``data``, ``files``, ``min_frequency``, ``num_threads`` and ``progress`` are as
+    for :func:`train_bpe`. Save it with :meth:`Tokenizer.save_vocab` (a ``vocab.txt``).
+
+    >>> tok = train_wordpiece(["a lower lowest low"] * 50, 60, progress=False)
+    >>> tok.encode("lowest", add_special_tokens=False).tokens
+    ['lowest']
+    """
+    if not isinstance(vocab_size, int) or isinstance(vocab_size, bool):
+        raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__}")
+    specials = _check_specials(special_tokens)
+    if "[UNK]" not in specials:
+        raise ValueError("special_tokens must include the unknown token '[UNK]'")
+    if vocab_size <= len(specials):
+        raise ValueError(f"vocab_size {vocab_size} leaves no room beside {len(specials)} special tokens")
+    _check_min_frequency(min_frequency)
+    _check_threads(num_threads)
+    if limit_alphabet is not None and limit_alphabet < 1:
+        raise ValueError(f"limit_alphabet must be >= 1 or None, got {limit_alphabet}")
+    if not wordpieces_prefix:
+        raise ValueError("wordpieces_prefix must not be empty")
+    report = _Progress(progress)
+    counter = _core.PieceCounter.bert(
+        bool(lowercase), strip_accents, bool(clean_text), bool(handle_chinese_chars), num_threads
+    )
+    _count(counter, data, files, report)
+    tokens = counter.train_wordpiece(
+        vocab_size,
+        min_frequency,
+        specials,
+        wordpieces_prefix,
+        limit_alphabet,
+        lambda n: report("merge", n, vocab_size),
+    )
+    report.end()
+    if len(tokens) > vocab_size:
+        n_chars = sum(
+            1 for t in tokens if len(t) == 1 + len(wordpieces_prefix) and t.startswith(wordpieces_prefix)
+        )
+        raise ValueError(
+            f"vocab_size {vocab_size} is below the base alphabet: {len(specials)} special tokens and "
+            f"{n_chars} characters, each with and without {wordpieces_prefix!r}; raise vocab_size "
+            "or lower limit_alphabet"
+        )
+    options = {
+        "lowercase": bool(lowercase),
+        "strip_accents": None if strip_accents is None else bool(strip_accents),
+        "clean_text": bool(clean_text),
+        "handle_chinese_chars": bool(handle_chinese_chars),
+        "unk_token": "[UNK]",
+        "sep_token": "[SEP]",
+        "cls_token": "[CLS]",
+        "pad_token": "[PAD]",
+        "mask_token": "[MASK]",
+        "wordpieces_prefix": wordpieces_prefix,
+        "max_input_chars_per_word": 100,
+    }
+    return Tokenizer._from_vocab_text("\n".join(tokens) + "\n", "trained vocabulary", options)

@@ -11,7 +11,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 
 use crate::batch;
-use crate::bert::BertNormalizer;
+use crate::bert::{BertNormalizer, BertSplitter, WordBuf};
 use crate::bpe::Bpe;
 use crate::error::Error;
 use crate::hf;
@@ -828,24 +828,72 @@ fn side(direction: &str) -> PyResult<bool> {
     }
 }
 
+/// How a corpus is cut into the pieces a trainer counts.
+enum Splitter {
+    /// A byte-level split pattern (BPE).
+    Pattern(Pretokenizer),
+    /// BERT's normalizer and pre-tokenizer (WordPiece).
+    Bert(BertSplitter),
+}
+
+fn bert_words(splitter: &BertSplitter, text: &str, f: &mut dyn FnMut(&str)) {
+    let mut buf = WordBuf::default();
+    let _ = splitter.split::<()>(text, 0, &mut buf, &mut |b| {
+        f(&b.word);
+        Ok(())
+    });
+}
+
+/// A progress callback for training, called from Rust without the GIL; its first error is
+/// kept in `failed` (and later calls are skipped).
+fn reporter<'a>(
+    progress: Option<&'a Py<PyAny>>,
+    failed: &'a mut Option<PyErr>,
+) -> impl FnMut(usize) + Send + 'a {
+    move |n| {
+        if let (Some(cb), None) = (progress, &*failed) {
+            *failed = Python::attach(|py| cb.call1(py, (n,)).err());
+        }
+    }
+}
+
 /// Distinct pre-tokenized pieces of a corpus and their counts: the first pass of training.
 #[pyclass(module = "ferrotok._core", name = "PieceCounter")]
 pub struct PyPieceCounter {
-    pretok: Pretokenizer,
+    splitter: Splitter,
     counts: PieceCounts,
     threads: usize,
 }
 
 #[pymethods]
 impl PyPieceCounter {
+    /// Counts the pieces of a byte-level split pattern.
     #[new]
     #[pyo3(signature = (pattern, num_threads=None))]
     fn new(pattern: &str, num_threads: Option<usize>) -> PyResult<Self> {
         Ok(PyPieceCounter {
-            pretok: Pretokenizer::new(pattern).map_err(to_py)?,
+            splitter: Splitter::Pattern(Pretokenizer::new(pattern).map_err(to_py)?),
             counts: PieceCounts::new(),
             threads: batch::thread_count(num_threads),
         })
+    }
+
+    /// Counts the words of BERT's normalizer and pre-tokenizer.
+    #[staticmethod]
+    #[pyo3(signature = (lowercase, strip_accents, clean_text, handle_chinese_chars, num_threads=None))]
+    fn bert(
+        lowercase: bool,
+        strip_accents: Option<bool>,
+        clean_text: bool,
+        handle_chinese_chars: bool,
+        num_threads: Option<usize>,
+    ) -> Self {
+        let norm = BertNormalizer::new(clean_text, handle_chinese_chars, strip_accents, lowercase);
+        PyPieceCounter {
+            splitter: Splitter::Bert(BertSplitter::new(norm)),
+            counts: PieceCounts::new(),
+            threads: batch::thread_count(num_threads),
+        }
     }
 
     /// Counts the pieces of each text (each text is a document of its own).
@@ -856,13 +904,17 @@ impl PyPieceCounter {
             .map(|s| s.to_str())
             .collect::<PyResult<Vec<&str>>>()?;
         let PyPieceCounter {
-            pretok,
+            splitter,
             counts,
             threads,
         } = self;
         py.detach(|| {
-            batch::install(*threads, || {
-                counts.add_texts(&strs, &|t, f| pretok.for_each_piece(t, f))
+            batch::install(*threads, || match splitter {
+                Splitter::Pattern(p) => counts.add_texts(&strs, &|t, f| p.for_each_piece(t, f)),
+                Splitter::Bert(b) => {
+                    counts.add_texts_owned(&strs, &|t, f| bert_words(b, t, f));
+                    Ok(())
+                }
             })?
         })
         .map_err(to_py)
@@ -871,12 +923,17 @@ impl PyPieceCounter {
     /// Counts the pieces of a UTF-8 text file, streamed in blocks.
     fn add_file(&mut self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
         let PyPieceCounter {
-            pretok,
+            splitter,
             counts,
             threads,
         } = self;
-        py.detach(|| batch::install(*threads, || counts.add_file(&path, pretok))?)
-            .map_err(to_py)
+        py.detach(|| {
+            batch::install(*threads, || match splitter {
+                Splitter::Pattern(p) => counts.add_file(&path, p),
+                Splitter::Bert(b) => counts.add_file_owned(&path, &|t, f| bert_words(b, t, f)),
+            })?
+        })
+        .map_err(to_py)
     }
 
     /// Number of distinct pieces.
@@ -903,14 +960,16 @@ impl PyPieceCounter {
         specials: Vec<String>,
         progress: Option<Py<PyAny>>,
     ) -> PyResult<(PyBpe, Vec<(Rank, Rank)>)> {
-        let mut failed: Option<PyErr> = None;
-        let mut report = |n: usize| {
-            if let (Some(cb), None) = (&progress, &failed) {
-                failed = Python::attach(|py| cb.call1(py, (n,)).err());
-            }
+        let Splitter::Pattern(pretok) = &self.splitter else {
+            return Err(PyValueError::new_err(
+                "these counts are BERT words, not byte-level pieces",
+            ));
         };
+        let mut failed: Option<PyErr> = None;
+        let mut report = reporter(progress.as_ref(), &mut failed);
         let trained =
             py.detach(|| train::bpe::train(&self.counts, n_tokens, min_frequency, &mut report));
+        drop(report);
         if let Some(err) = failed {
             return Err(err);
         }
@@ -918,9 +977,40 @@ impl PyPieceCounter {
         let pairs = trained.tokens.into_iter().zip(0..).collect();
         let specials = specials.into_iter().zip(n..).collect();
         let inner = Vocab::from_pairs(pairs, "trained vocabulary")
-            .and_then(|v| Bpe::new(v, self.pretok.pattern(), specials, "trained vocabulary"))
+            .and_then(|v| Bpe::new(v, pretok.pattern(), specials, "trained vocabulary"))
             .map_err(to_py)?;
         Ok((PyBpe { inner }, trained.merges))
+    }
+
+    /// Trains a WordPiece vocabulary of `vocab_size` tokens (special tokens first); returns
+    /// the tokens in id order. `progress(n)` as for `train_bpe`.
+    #[pyo3(signature = (vocab_size, min_frequency, specials, prefix, limit_alphabet=None, progress=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn train_wordpiece(
+        &self,
+        py: Python<'_>,
+        vocab_size: usize,
+        min_frequency: u64,
+        specials: Vec<String>,
+        prefix: &str,
+        limit_alphabet: Option<usize>,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<Vec<String>> {
+        let mut failed: Option<PyErr> = None;
+        let mut report = reporter(progress.as_ref(), &mut failed);
+        let tokens = py.detach(|| {
+            train::wordpiece::train(
+                &self.counts,
+                vocab_size,
+                min_frequency,
+                &specials,
+                prefix,
+                limit_alphabet,
+                &mut report,
+            )
+        });
+        drop(report);
+        failed.map_or(Ok(tokens), Err)
     }
 }
 

@@ -91,8 +91,29 @@ impl PieceCounts {
         Ok(())
     }
 
-    /// Counts the byte-level pieces of a UTF-8 file, read in blocks so that memory does not grow
-    /// with the file.
+    /// Counts words that `split` builds (normalized, so not slices of the text) in each text.
+    pub fn add_texts_owned<S: AsRef<str> + Sync>(
+        &mut self,
+        texts: &[S],
+        split: &(impl Fn(&str, &mut dyn FnMut(&str)) + Sync),
+    ) {
+        let local = count_owned(texts.iter().map(|t| t.as_ref()).collect(), split);
+        self.bytes += texts.iter().map(|t| t.as_ref().len() as u64).sum::<u64>();
+        self.absorb_owned(local);
+    }
+
+    fn absorb_owned(&mut self, local: FxHashMap<Box<str>, u64>) {
+        if self.counts.is_empty() {
+            self.counts = local;
+            return;
+        }
+        for (piece, n) in local {
+            *self.counts.entry(piece).or_insert(0) += n;
+        }
+    }
+
+    /// Counts the pieces of a UTF-8 file, read in blocks so that memory does not grow with
+    /// the file.
     ///
     /// With one of the official split patterns the file is cut only after a `\n` that is
     /// followed by an ASCII letter: no piece of those patterns contains that pair, none looks
@@ -101,56 +122,12 @@ impl PieceCounts {
     /// dropped. The counts are then exactly those of the whole file scanned at once. Any other
     /// pattern gives no such guarantee, so the file is scanned whole.
     pub fn add_file(&mut self, path: &Path, pretok: &Pretokenizer) -> Result<()> {
-        let origin = path.display().to_string();
-        let io = |source| Error::Io {
-            path: origin.clone(),
-            source,
-        };
         if !matches!(pretok, Pretokenizer::Official(..)) {
-            let (data, _) = crate::error::read_file(path)?;
+            let (data, origin) = crate::error::read_file(path)?;
             let text = utf8(&data, 0, &origin)?;
             return self.add_texts(&[text], &|t, f| pretok.for_each_piece(t, f));
         }
-        let mut file = std::fs::File::open(path).map_err(io)?;
-        let mut buf: Vec<u8> = Vec::with_capacity(BLOCK + SPAN);
-        let mut offset = 0u64; // file offset of buf[0], for error messages
-        let mut eof = false;
-        while !eof || !buf.is_empty() {
-            if !eof {
-                let want = BLOCK.saturating_sub(buf.len()).max(SPAN);
-                let n = (&mut file)
-                    .take(want as u64)
-                    .read_to_end(&mut buf)
-                    .map_err(io)?;
-                eof = n == 0;
-            }
-            // Spans end at cut points; the last one only at the end of the file.
-            let mut cuts = Vec::new();
-            let mut start = 0;
-            while start + SPAN < buf.len() {
-                match find_cut(&buf, start + SPAN) {
-                    Some(c) => {
-                        cuts.push(c);
-                        start = c;
-                    }
-                    None => break,
-                }
-            }
-            if eof && start < buf.len() {
-                cuts.push(buf.len());
-                start = buf.len();
-            }
-            if cuts.is_empty() {
-                continue; // no cut point yet: read more (a long line)
-            }
-            let valid_to = (start + 1).min(buf.len()); // spans look one byte past their end
-            let text = utf8(&buf[..valid_to.max(start)], offset, &origin)?;
-            let mut spans = Vec::with_capacity(cuts.len());
-            let mut s = 0;
-            for &c in &cuts {
-                spans.push((s, c));
-                s = c;
-            }
+        for_each_block(path, |text, spans| {
             let local = spans
                 .par_iter()
                 .fold(FxHashMap::<&str, u64>::default, |mut m, &(s, e)| {
@@ -168,12 +145,99 @@ impl PieceCounts {
                 })
                 .reduce(FxHashMap::default, merge_maps);
             self.absorb(local);
-            self.bytes += start as u64;
-            offset += start as u64;
-            buf.drain(..start);
-        }
-        Ok(())
+            self.bytes += spans.last().map_or(0, |&(_, e)| e as u64);
+        })
     }
+
+    /// Counts the words `split` builds from a UTF-8 file, streamed in blocks cut after a
+    /// newline: `split` must treat a newline as the end of a word (BERT's splitter does).
+    pub fn add_file_owned(
+        &mut self,
+        path: &Path,
+        split: &(impl Fn(&str, &mut dyn FnMut(&str)) + Sync),
+    ) -> Result<()> {
+        for_each_block(path, |text, spans| {
+            let local = count_owned(spans.iter().map(|&(s, e)| &text[s..e]).collect(), split);
+            self.absorb_owned(local);
+            self.bytes += spans.last().map_or(0, |&(_, e)| e as u64);
+        })
+    }
+}
+
+fn count_owned(
+    texts: Vec<&str>,
+    split: &(impl Fn(&str, &mut dyn FnMut(&str)) + Sync),
+) -> FxHashMap<Box<str>, u64> {
+    let add = |m: &mut FxHashMap<Box<str>, u64>, w: &str, n: u64| match m.get_mut(w) {
+        Some(c) => *c += n,
+        None => {
+            m.insert(w.into(), n);
+        }
+    };
+    texts
+        .par_iter()
+        .fold(FxHashMap::default, |mut m, t| {
+            split(t, &mut |w| add(&mut m, w, 1));
+            m
+        })
+        .reduce(FxHashMap::default, |mut a, mut b| {
+            if a.len() < b.len() {
+                std::mem::swap(&mut a, &mut b);
+            }
+            for (w, n) in b {
+                *a.entry(w).or_insert(0) += n;
+            }
+            a
+        })
+}
+
+/// Reads a UTF-8 file in blocks and calls `f(text, spans)` for each: `spans` are consecutive
+/// `(start, end)` ranges of `text` that end where the next byte is an ASCII letter following
+/// a `\n` (or at the end of the file); `text` holds one byte past the last span when there is
+/// one, for look-ahead.
+fn for_each_block(path: &Path, mut f: impl FnMut(&str, &[(usize, usize)])) -> Result<()> {
+    let origin = path.display().to_string();
+    let io = |source| Error::Io {
+        path: origin.clone(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut buf: Vec<u8> = Vec::with_capacity(BLOCK + SPAN);
+    let mut offset = 0u64; // file offset of buf[0], for error messages
+    let mut eof = false;
+    while !eof || !buf.is_empty() {
+        if !eof {
+            let want = BLOCK.saturating_sub(buf.len()).max(SPAN);
+            let n = (&mut file)
+                .take(want as u64)
+                .read_to_end(&mut buf)
+                .map_err(io)?;
+            eof = n == 0;
+        }
+        let mut spans = Vec::new();
+        let mut start = 0;
+        while start + SPAN < buf.len() {
+            match find_cut(&buf, start + SPAN) {
+                Some(c) => {
+                    spans.push((start, c));
+                    start = c;
+                }
+                None => break,
+            }
+        }
+        if eof && start < buf.len() {
+            spans.push((start, buf.len()));
+            start = buf.len();
+        }
+        if spans.is_empty() {
+            continue; // no cut point yet (a long line): read more
+        }
+        let text = utf8(&buf[..(start + 1).min(buf.len())], offset, &origin)?;
+        f(text, &spans);
+        offset += start as u64;
+        buf.drain(..start);
+    }
+    Ok(())
 }
 
 fn merge_maps<'a>(

@@ -4,5 +4,6 @@
 pub mod bpe;
 pub mod count;
 pub mod merges;
+pub mod wordpiece;
 
 pub use self::count::PieceCounts;
