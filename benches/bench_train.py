@@ -1,4 +1,5 @@
-"""Training benchmark: ferrotok's byte-level BPE trainer against Hugging Face's ``BpeTrainer``.
+"""Training benchmark: ferrotok's trainers against Hugging Face's ``BpeTrainer`` (byte-level
+BPE) and ``WordPieceTrainer`` (through ``BertWordPieceTokenizer``).
 
     python benches/bench_train.py                    # all of ../shared/corpus, 32k vocab
     python benches/bench_train.py --vocab-size 8000 --corpus en
@@ -8,8 +9,10 @@ Each run is a fresh subprocess using every core (both trainers are multi-threade
 split text with the same regex (cl100k_base's; Oniguruma's spelling for HF) and byte-level
 symbols, so both learn the same vocabulary: ``same vocab`` checks it. ``train s`` times the
 training call only (the documents are already in memory, as a list of str); ``peak MB`` is
-the growth of the process's peak resident memory during that call. ``--big`` writes a
-corpus file of that many MB (the shared documents repeated with shuffled words) and trains
+the growth of the process's peak resident memory during that call. WordPiece runs use BERT's
+uncased normalizer and pre-tokenizer in both libraries (30k vocab); their ``same`` column
+compares the vocabulary sizes only (HF orders the ``##`` characters by hash, so ties differ).
+``--big`` writes a corpus file of that many MB (the shared documents repeated with shuffled words) and trains
 ferrotok from the file, to show that memory follows the distinct pieces, not the text.
 """
 
@@ -86,12 +89,35 @@ def train_hf(docs: list[str], vocab_size: int) -> list[bytes]:
     return [bytes(char_byte[c] for c in by_id[i]) for i in range(len(by_id))]
 
 
+def train_ferrotok_wp(docs: list[str], vocab_size: int) -> list[bytes]:
+    import ferrotok
+
+    tok = ferrotok.train_wordpiece(docs, vocab_size, progress=False)
+    return [tok.id_to_token(i).encode() for i in range(tok.vocab_size)]
+
+
+def train_hf_wp(docs: list[str], vocab_size: int) -> list[bytes]:
+    import tokenizers
+
+    tok = tokenizers.BertWordPieceTokenizer()
+    tok.train_from_iterator(docs, vocab_size=vocab_size, show_progress=False)
+    return sorted(t.encode() for t in tok.get_vocab())
+
+
+TRAINERS = {
+    "ferrotok": train_ferrotok,
+    "hf-tokenizers": train_hf,
+    "ferrotok-wp": train_ferrotok_wp,
+    "hf-wp": train_hf_wp,
+}
+
+
 def worker(lib: str, corpora: list[str], vocab_size: int, big_file: str | None) -> None:
     data: object = [Path(big_file)] if big_file else load_docs(corpora)
     size = os.path.getsize(big_file) if big_file else sum(len(d.encode("utf-8")) for d in data)  # type: ignore[union-attr]
     before = peak_mb()
     t = time.perf_counter()
-    tokens = train_ferrotok(data, vocab_size) if lib == "ferrotok" else train_hf(data, vocab_size)  # type: ignore[arg-type]
+    tokens = TRAINERS[lib](data, vocab_size)  # type: ignore[arg-type]
     spent = time.perf_counter() - t
     out = {"lib": lib, "seconds": spent, "mb": size / 1e6, "peak_mb": peak_mb() - before}
     out.update({"n_tokens": len(tokens), "vocab": vocab_hash(tokens)})
@@ -141,17 +167,22 @@ def main() -> None:
             big = run("ferrotok", args.corpus, args.vocab_size, path)
             big["lib"] = "ferrotok (file)"
             rows.append(big)
-    print(
-        f"byte-level BPE, vocab {args.vocab_size}, corpus {'+'.join(args.corpus)}, {os.cpu_count()} cores\n"
-    )
-    print(f"{'library':<16} {'MB':>7} {'train s':>8} {'MB/s':>7} {'peak MB':>8} {'tokens':>7} {'same':>5}")
-    for r in rows:
-        same = "-" if r["lib"].endswith("(file)") else ("yes" if r["vocab"] == rows[1]["vocab"] else "NO")
-        print(
-            f"{r['lib']:<16} {r['mb']:>7.1f} {r['seconds']:>8.2f} {r['mb'] / r['seconds']:>7.1f} "
-            f"{r['peak_mb']:>8.0f} {r['n_tokens']:>7} {same:>5}"
-        )
-    print(f"\nferrotok / HF speed: {rows[1]['seconds'] / rows[0]['seconds']:.1f}x")
+    wp = [run(lib, args.corpus, 30000) for lib in ("ferrotok-wp", "hf-wp")]
+    print(f"corpus {'+'.join(args.corpus)}, {os.cpu_count()} cores\n")
+    print(f"{'trainer':<36} {'MB':>7} {'train s':>8} {'MB/s':>7} {'peak MB':>8} {'tokens':>7} {'same':>5}")
+    for kind, group, same_of in (
+        (f"byte-level BPE {args.vocab_size}", rows, lambda r: r["vocab"] == rows[1]["vocab"]),
+        ("WordPiece 30000", wp, lambda r: r["n_tokens"] == wp[1]["n_tokens"]),
+    ):
+        for r in group:
+            same = "-" if r["lib"].endswith("(file)") else ("yes" if same_of(r) else "NO")
+            name = f"{kind} {r['lib']}"
+            speed = r["mb"] / r["seconds"]
+            print(
+                f"{name:<36} {r['mb']:>7.1f} {r['seconds']:>8.2f} {speed:>7.1f} "
+                f"{r['peak_mb']:>8.0f} {r['n_tokens']:>7} {same:>5}"
+            )
+        print(f"{'':<36} ferrotok / HF speed: {group[1]['seconds'] / group[0]['seconds']:.1f}x")
 
 
 if __name__ == "__main__":
