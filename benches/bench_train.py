@@ -10,8 +10,9 @@ split text with the same regex (cl100k_base's; Oniguruma's spelling for HF) and 
 symbols, so both learn the same vocabulary: ``same vocab`` checks it. ``train s`` times the
 training call only (the documents are already in memory, as a list of str); ``peak MB`` is
 the growth of the process's peak resident memory during that call. WordPiece runs use BERT's
-uncased normalizer and pre-tokenizer in both libraries (30k vocab); their ``same`` column
-compares the vocabulary sizes only (HF orders the ``##`` characters by hash, so ties differ).
+uncased normalizer and pre-tokenizer in both libraries (30k vocab); their vocabularies are not
+compared here (HF numbers the ``##`` characters in hash order, so its ties vary from run to
+run); the tests compare their compression on held-out text instead.
 ``--big`` writes a corpus file of that many MB (the shared documents repeated with shuffled words) and trains
 ferrotok from the file, to show that memory follows the distinct pieces, not the text.
 """
@@ -172,10 +173,10 @@ def main() -> None:
     print(f"{'trainer':<36} {'MB':>7} {'train s':>8} {'MB/s':>7} {'peak MB':>8} {'tokens':>7} {'same':>5}")
     for kind, group, same_of in (
         (f"byte-level BPE {args.vocab_size}", rows, lambda r: r["vocab"] == rows[1]["vocab"]),
-        ("WordPiece 30000", wp, lambda r: r["n_tokens"] == wp[1]["n_tokens"]),
+        ("WordPiece 30000", wp, None),
     ):
         for r in group:
-            same = "-" if r["lib"].endswith("(file)") else ("yes" if same_of(r) else "NO")
+            same = "-" if same_of is None or r["lib"].endswith("(file)") else ("yes" if same_of(r) else "NO")
             name = f"{kind} {r['lib']}"
             speed = r["mb"] / r["seconds"]
             print(
