@@ -21,7 +21,7 @@ from .encoding import Encoding, get_encoding, list_encodings
 from .patches import PatchEmbedding, VectorQuantizer, patchify, tubelets, unpatchify, untubelet
 from .sentencepiece import SentencePiece
 from .tokenizer import Encoded, Tokenizer
-from .train import train_bpe, train_wordpiece
+from .train import train_bpe, train_unigram, train_wordpiece
 
 __all__ = [
     "Embedding",
@@ -43,6 +43,7 @@ __all__ = [
     "rope",
     "sinusoidal_positions",
     "train_bpe",
+    "train_unigram",
     "train_wordpiece",
     "tubelets",
     "unpatchify",

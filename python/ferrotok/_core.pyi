@@ -155,6 +155,8 @@ class PieceCounter:
         handle_chinese_chars: bool,
         num_threads: int | None = None,
     ) -> PieceCounter: ...
+    @staticmethod
+    def sentencepiece(num_threads: int | None = None) -> PieceCounter: ...
     def add_texts(self, texts: Iterable[str]) -> None: ...
     def add_file(self, path: str | os.PathLike[str]) -> None: ...
     @property
@@ -177,3 +179,14 @@ class PieceCounter:
         limit_alphabet: int | None = None,
         progress: Callable[[int], object] | None = None,
     ) -> list[str]: ...
+    def train_unigram(
+        self,
+        n_pieces: int,
+        user_defined: list[str],
+        character_coverage: float,
+        max_piece_len: int,
+        seed_size: int,
+        split_by_number: bool,
+        split_by_script: bool,
+        progress: Callable[[int], object] | None = None,
+    ) -> tuple[bytes, int]: ...

@@ -70,6 +70,20 @@ class SentencePiece:
         data = bytes(data)
         return cls(_core.CoreSentencePiece.from_bytes(data, origin), data, origin)
 
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Writes the model as a ``.model`` file (the serialized ``ModelProto``), which this class
+        and the sentencepiece library load.
+
+        >>> sp.save("my.model")  # doctest: +SKIP
+        """
+        with open(os.fspath(path), "wb") as f:
+            f.write(self._data)
+
+    @property
+    def serialized_model_proto(self) -> bytes:
+        """The model's bytes, as sentencepiece's ``serialized_model_proto()`` gives them."""
+        return self._data
+
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild, (self._data, self._origin))
 

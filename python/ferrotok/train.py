@@ -9,12 +9,14 @@ from typing import Union
 
 from . import _core
 from .encoding import Encoding
+from .sentencepiece import SentencePiece
 from .tokenizer import Tokenizer
 
-__all__ = ["train_bpe", "train_wordpiece"]
+__all__ = ["train_bpe", "train_unigram", "train_wordpiece"]
 
 #: A progress callback: ``(stage, done, total)``; stage is ``"count"`` (done: bytes read,
-#: total: bytes to read when known, else 0) or ``"merge"`` (done and total: tokens).
+#: total: bytes to read when known, else 0), ``"merge"`` (BPE, WordPiece: tokens so far and the
+#: target) or ``"prune"`` (Unigram: pieces left after each EM round, and the target).
 ProgressCallback = Callable[[str, int, int], object]
 Data = Union[Iterable[Union[str, "os.PathLike[str]"]], "os.PathLike[str]", None]
 
@@ -267,3 +269,73 @@ def train_wordpiece(
         "max_input_chars_per_word": 100,
     }
     return Tokenizer._from_vocab_text("\n".join(tokens) + "\n", "trained vocabulary", options)
+
+
+def train_unigram(
+    data: Data = None,
+    vocab_size: int = 8000,
+    *,
+    files: Sequence[str | os.PathLike[str]] = (),
+    special_tokens: Iterable[str] = (),
+    character_coverage: float = 0.9995,
+    max_piece_length: int = 16,
+    seed_size: int = 1_000_000,
+    split_by_number: bool = True,
+    split_by_script: bool = True,
+    num_threads: int | None = None,
+    progress: bool | ProgressCallback = True,
+) -> SentencePiece:
+    """Trains a Unigram model as SentencePiece's trainer does and returns it as a
+    :class:`SentencePiece` (save it with :meth:`SentencePiece.save`; sentencepiece loads it).
+
+    Each line of each document is a sentence; words are its space-separated runs, each with the
+    ``▁`` prefix. The seed vocabulary is every substring (up to ``max_piece_length`` characters,
+    not across ``▁``, digits or scripts) seen twice, best ``seed_size`` by frequency times length;
+    EM with SentencePiece's Bayesian update and pruning by likelihood loss then bring it to
+    ``vocab_size`` pieces in all: ``<unk>``, ``<s>``, ``</s>``, ``special_tokens`` (user-defined
+    pieces, matched in raw text) and the learned pieces. The characters that cover
+    ``character_coverage`` of the text are always kept; rarer ones become ``<unk>``. The model
+    normalizes by collapsing spaces only (SentencePiece's ``identity`` rule). ``data``,
+    ``files``, ``num_threads`` and ``progress`` are as for :func:`train_bpe`.
+
+    >>> sp = train_unigram(["the cat sat on the mat"] * 50, 20, progress=False)  # doctest: +SKIP
+    >>> sp.encode_as_pieces("the cat")  # doctest: +SKIP
+    ['▁the', '▁cat']
+    """
+    if not isinstance(vocab_size, int) or isinstance(vocab_size, bool):
+        raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__}")
+    specials = _check_specials(special_tokens)
+    reserved = {"<unk>", "<s>", "</s>"}
+    clash = [s for s in specials if s in reserved]
+    if clash:
+        raise ValueError(f"special token {clash[0]!r} collides with a meta piece (<unk>, <s>, </s>)")
+    n_meta = 3 + len(specials)
+    if vocab_size <= n_meta:
+        raise ValueError(f"vocab_size {vocab_size} leaves no room beside {n_meta} meta and special pieces")
+    if not 0 < character_coverage <= 1:
+        raise ValueError(f"character_coverage must be in (0, 1], got {character_coverage}")
+    if not isinstance(max_piece_length, int) or max_piece_length < 1:
+        raise ValueError(f"max_piece_length must be an int >= 1, got {max_piece_length!r}")
+    if not isinstance(seed_size, int) or seed_size < 1:
+        raise ValueError(f"seed_size must be an int >= 1, got {seed_size!r}")
+    _check_threads(num_threads)
+    report = _Progress(progress)
+    counter = _count(_core.PieceCounter.sentencepiece(num_threads), data, files, report)
+    n_pieces = vocab_size - n_meta
+    model, got = counter.train_unigram(
+        n_pieces,
+        specials,
+        float(character_coverage),
+        max_piece_length,
+        seed_size,
+        bool(split_by_number),
+        bool(split_by_script),
+        lambda n: report("prune", n, n_pieces),
+    )
+    report.end()
+    if got < n_pieces:
+        raise ValueError(
+            f"vocab_size {vocab_size} is too high for this corpus: training kept {got + n_meta} pieces; "
+            f"set vocab_size <= {got + n_meta}"
+        )
+    return SentencePiece.from_bytes(model, origin="trained unigram model")

@@ -834,6 +834,8 @@ enum Splitter {
     Pattern(Pretokenizer),
     /// BERT's normalizer and pre-tokenizer (WordPiece).
     Bert(BertSplitter),
+    /// Lines cut into `▁`-prefixed words, as SentencePiece's trainer does (Unigram).
+    Spm,
 }
 
 fn bert_words(splitter: &BertSplitter, text: &str, f: &mut dyn FnMut(&str)) {
@@ -896,6 +898,17 @@ impl PyPieceCounter {
         }
     }
 
+    /// Counts the `▁`-prefixed words of each line, as SentencePiece's trainer sees them.
+    #[staticmethod]
+    #[pyo3(signature = (num_threads=None))]
+    fn sentencepiece(num_threads: Option<usize>) -> Self {
+        PyPieceCounter {
+            splitter: Splitter::Spm,
+            counts: PieceCounts::new(),
+            threads: batch::thread_count(num_threads),
+        }
+    }
+
     /// Counts the pieces of each text (each text is a document of its own).
     fn add_texts(&mut self, py: Python<'_>, texts: &Bound<'_, PyAny>) -> PyResult<()> {
         let owned = texts_of(texts)?;
@@ -915,6 +928,10 @@ impl PyPieceCounter {
                     counts.add_texts_owned(&strs, &|t, f| bert_words(b, t, f));
                     Ok(())
                 }
+                Splitter::Spm => {
+                    counts.add_texts_owned(&strs, &train::unigram::words);
+                    Ok(())
+                }
             })?
         })
         .map_err(to_py)
@@ -931,6 +948,7 @@ impl PyPieceCounter {
             batch::install(*threads, || match splitter {
                 Splitter::Pattern(p) => counts.add_file(&path, p),
                 Splitter::Bert(b) => counts.add_file_owned(&path, &|t, f| bert_words(b, t, f)),
+                Splitter::Spm => counts.add_file_owned(&path, &train::unigram::words),
             })?
         })
         .map_err(to_py)
@@ -962,7 +980,7 @@ impl PyPieceCounter {
     ) -> PyResult<(PyBpe, Vec<(Rank, Rank)>)> {
         let Splitter::Pattern(pretok) = &self.splitter else {
             return Err(PyValueError::new_err(
-                "these counts are BERT words, not byte-level pieces",
+                "these counts are words, not byte-level pieces",
             ));
         };
         let mut failed: Option<PyErr> = None;
@@ -1011,6 +1029,48 @@ impl PyPieceCounter {
         });
         drop(report);
         failed.map_or(Ok(tokens), Err)
+    }
+
+    /// Trains a Unigram model of `n_pieces` normal pieces; returns the `.model` file's bytes.
+    #[pyo3(signature = (n_pieces, user_defined, character_coverage, max_piece_len, seed_size, split_by_number, split_by_script, progress=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn train_unigram<'py>(
+        &self,
+        py: Python<'py>,
+        n_pieces: usize,
+        user_defined: Vec<String>,
+        character_coverage: f64,
+        max_piece_len: usize,
+        seed_size: usize,
+        split_by_number: bool,
+        split_by_script: bool,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<(Bound<'py, PyBytes>, usize)> {
+        let opts = train::unigram::UnigramOptions {
+            n_pieces,
+            character_coverage,
+            max_piece_len,
+            seed_size,
+            split_by_number,
+            split_by_script,
+            ..Default::default()
+        };
+        let mut failed: Option<PyErr> = None;
+        let mut report = reporter(progress.as_ref(), &mut failed);
+        let threads = self.threads;
+        let pieces = py
+            .detach(|| {
+                batch::install(threads, || {
+                    train::unigram::train(&self.counts, &opts, &mut report)
+                })
+            })
+            .map_err(to_py)?;
+        drop(report);
+        if let Some(err) = failed {
+            return Err(err);
+        }
+        let data = train::unigram::model_bytes(&pieces, &user_defined, max_piece_len);
+        Ok((PyBytes::new(py, &data), pieces.len()))
     }
 }
 

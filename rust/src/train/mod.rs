@@ -4,6 +4,7 @@
 pub mod bpe;
 pub mod count;
 pub mod merges;
+pub mod unigram;
 pub mod wordpiece;
 
 pub use self::count::PieceCounts;
