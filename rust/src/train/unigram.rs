@@ -69,19 +69,18 @@ pub fn words(text: &str, f: &mut dyn FnMut(&str)) {
     }
 }
 
-/// A coarse script class: pieces do not mix classes (SentencePiece's `split_by_unicode_script`
-/// and `split_by_number`). Hiragana, katakana and Han are one class, as in SentencePiece.
-fn class(c: char, opts: &UnigramOptions) -> u8 {
-    if c == SPACE {
-        return 0;
-    }
-    if opts.split_by_number && c.is_numeric() {
-        return 1;
+/// A coarse script class: pieces do not mix classes (SentencePiece's `split_by_unicode_script`).
+/// Hiragana, katakana and Han are one class, as in SentencePiece; digits share the class of
+/// punctuation and symbols (Unicode's "Common" script), so `(1)` and `3.11` are pieces but
+/// `a1` is not. `None`: any class (digits when `split_by_number` is off).
+fn class(c: char, opts: &UnigramOptions) -> Option<u8> {
+    if c.is_numeric() && !opts.split_by_number {
+        return None;
     }
     if !opts.split_by_script {
-        return 2;
+        return Some(1);
     }
-    match c as u32 {
+    Some(match c as u32 {
         0x41..=0x5A | 0x61..=0x7A | 0xC0..=0x24F | 0x1E00..=0x1EFF => 2, // Latin
         0x370..=0x3FF | 0x1F00..=0x1FFF => 3,                            // Greek
         0x400..=0x52F => 4,                                              // Cyrillic
@@ -92,23 +91,31 @@ fn class(c: char, opts: &UnigramOptions) -> u8 {
         0x1100..=0x11FF | 0x3130..=0x318F | 0xAC00..=0xD7AF => 9,        // Hangul
         0x3040..=0x30FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF | 0x20000.. => 10,
         _ if c.is_alphabetic() => 11, // other letters
-        _ => 12,                      // punctuation, symbols: their own class
-    }
+        _ => 12,                      // digits, punctuation, symbols
+    })
 }
 
 /// Whether a piece made of these characters may exist: `▁` only first, one class after it.
+/// (The seed search applies this rule incrementally; this is its plain statement.)
+#[cfg(test)]
 fn valid(chars: &[char], opts: &UnigramOptions) -> bool {
     let body = match chars.split_first() {
         Some((&SPACE, rest)) => rest,
         _ => chars,
     };
-    match body.split_first() {
-        None => true,
-        Some((&c, rest)) => {
-            let k = class(c, opts);
-            k != 0 && rest.iter().all(|&d| class(d, opts) == k)
+    let mut seen = None;
+    for &c in body {
+        if c == SPACE {
+            return false;
+        }
+        match (class(c, opts), seen) {
+            (None, _) => {}
+            (Some(k), None) => seen = Some(k),
+            (Some(k), Some(s)) if k != s => return false,
+            _ => {}
         }
     }
+    true
 }
 
 fn digamma(mut x: f64) -> f64 {
@@ -124,122 +131,227 @@ fn digamma(mut x: f64) -> f64 {
     r + x.ln() - 0.5 / x + t
 }
 
-fn log_add(a: f64, b: f64) -> f64 {
-    if a == f64::NEG_INFINITY {
-        return b;
-    }
-    if b == f64::NEG_INFINITY {
-        return a;
-    }
-    let (hi, lo) = if a > b { (a, b) } else { (b, a) };
-    hi + (lo - hi).exp().ln_1p()
-}
-
-/// The current pieces, their scores and a trie over them.
-struct Model {
+/// The seed vocabulary, fixed for the whole training (models are subsets of it), and a trie
+/// over it that maps each piece to its seed id.
+struct Seed {
     pieces: Vec<String>,
-    scores: Vec<f64>,
-    trie: Trie,
     /// Pieces that are never pruned (the alphabet).
     required: Vec<bool>,
-    unk_score: f64,
+    trie: Trie,
 }
 
-impl Model {
-    fn new(pieces: Vec<(String, f64)>, required: &FxHashSet<String>) -> Self {
+impl Seed {
+    fn new(pieces: Vec<String>, required: Vec<bool>) -> Self {
         let trie = Trie::new(
             pieces
                 .iter()
                 .enumerate()
-                .map(|(i, (p, _))| (p.as_bytes(), i as u32)),
+                .map(|(i, p)| (p.as_bytes(), i as u32)),
         );
+        Seed {
+            pieces,
+            required,
+            trie,
+        }
+    }
+}
+
+/// A lattice node: byte span of the word and the piece (`NONE`: an unknown character).
+#[derive(Clone, Copy)]
+struct Node {
+    start: u32,
+    end: u32,
+    id: u32,
+}
+
+/// The current pieces (as seed ids) and their scores.
+struct Model<'a> {
+    seed: &'a Seed,
+    ids: Vec<u32>,
+    scores: Vec<f64>,
+    /// Seed id -> index in `ids`, or `NONE` when the piece is not in this model.
+    slot: Vec<u32>,
+    unk_score: f64,
+}
+
+impl<'a> Model<'a> {
+    /// A model of `pieces` (seed id, score).
+    fn new(seed: &'a Seed, pieces: Vec<(u32, f64)>) -> Self {
+        let mut slot = vec![NONE; seed.pieces.len()];
+        for (i, &(id, _)) in pieces.iter().enumerate() {
+            slot[id as usize] = i as u32;
+        }
         let min = pieces.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
         Model {
-            required: pieces.iter().map(|(p, _)| required.contains(p)).collect(),
+            seed,
+            ids: pieces.iter().map(|p| p.0).collect(),
             scores: pieces.iter().map(|p| p.1).collect(),
-            pieces: pieces.into_iter().map(|p| p.0).collect(),
-            trie,
+            slot,
             unk_score: min - 10.0,
         }
     }
 
-    /// The lattice of `word`: `(start, end, piece)` nodes by start, `u32::MAX` for an unknown
-    /// character; `skip` is left out (to segment a piece without itself).
-    fn lattice(&self, word: &str, skip: Option<u32>, nodes: &mut Vec<(u32, u32, u32)>) {
+    fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    fn piece(&self, i: usize) -> &'a str {
+        &self.seed.pieces[self.ids[i] as usize]
+    }
+
+    fn required(&self, i: usize) -> bool {
+        self.seed.required[self.ids[i] as usize]
+    }
+
+    /// The lattice of `word` over the seed trie, nodes ordered by start, with *seed* ids
+    /// (`NONE`: an unknown character, where no one-character piece exists). One-character
+    /// pieces are the alphabet, which no model drops, so the unknown nodes hold for every model.
+    fn walk(&self, word: &str, nodes: &mut Vec<Node>) {
         nodes.clear();
         let bytes = word.as_bytes();
         for (start, c) in word.char_indices() {
             let mut node = Trie::ROOT;
             let mut has_char = false;
             for (i, &b) in bytes[start..].iter().enumerate() {
-                match self.trie.step(node, b) {
+                match self.seed.trie.step(node, b) {
                     Some(n) => node = n,
                     None => break,
                 }
-                if let Some(id) = self.trie.value(node) {
+                if let Some(seed_id) = self.seed.trie.value(node) {
                     let end = start + i + 1;
                     has_char |= end == start + c.len_utf8();
-                    if Some(id) != skip {
-                        nodes.push((start as u32, end as u32, id));
-                    }
+                    nodes.push(Node {
+                        start: start as u32,
+                        end: end as u32,
+                        id: seed_id,
+                    });
                 }
             }
             if !has_char {
-                nodes.push((start as u32, (start + c.len_utf8()) as u32, u32::MAX));
+                nodes.push(Node {
+                    start: start as u32,
+                    end: (start + c.len_utf8()) as u32,
+                    id: NONE,
+                });
             }
         }
     }
 
+    /// `raw` (from [`Model::walk`] under this model's trie) with this model's indices: pieces
+    /// no longer in the model, and `skip`, left out.
+    fn resolve(&self, raw: &[Node], skip: Option<u32>, out: &mut Vec<Node>) {
+        out.clear();
+        out.extend(raw.iter().filter_map(|n| {
+            let id = if n.id == NONE {
+                NONE
+            } else {
+                match self.slot[n.id as usize] {
+                    NONE => return None,
+                    id if Some(id) == skip => return None,
+                    id => id,
+                }
+            };
+            Some(Node { id, ..*n })
+        }));
+    }
+
+    #[inline]
     fn score(&self, id: u32) -> f64 {
-        if id == u32::MAX {
+        if id == NONE {
             self.unk_score
         } else {
             self.scores[id as usize]
         }
     }
 
-    /// Adds `count` × each piece's expected count in `word` to `expected`; returns log Z.
+    /// Adds `count` × each piece's expected count to `expected`, given the lattice `nodes` of a
+    /// word of `n` bytes (resolved to this model's indices).
+    ///
+    /// Forward-backward in the log domain with one `exp` per node and pass: a position's
+    /// incoming sum is kept as (reference, sum of `exp(x - reference)`), and outgoing nodes are
+    /// contiguous, so each position needs one `ln`.
     fn expect(
         &self,
-        word: &str,
+        nodes: &[Node],
+        n: usize,
         count: f64,
-        nodes: &mut Vec<(u32, u32, u32)>,
+        scratch: &mut Scratch,
         expected: &mut [f64],
-    ) -> f64 {
-        self.lattice(word, None, nodes);
-        let n = word.len();
-        let mut alpha = vec![f64::NEG_INFINITY; n + 1];
-        let mut beta = vec![f64::NEG_INFINITY; n + 1];
-        alpha[0] = 0.0;
-        beta[n] = 0.0;
-        for &(s, e, id) in nodes.iter() {
-            let a = alpha[s as usize] + self.score(id);
-            alpha[e as usize] = log_add(alpha[e as usize], a);
-        }
-        for &(s, e, id) in nodes.iter().rev() {
-            let b = beta[e as usize] + self.score(id);
-            beta[s as usize] = log_add(beta[s as usize], b);
-        }
-        let z = alpha[n];
-        for &(s, e, id) in nodes.iter() {
-            if id != u32::MAX {
-                let p = (alpha[s as usize] + self.score(id) + beta[e as usize] - z).exp();
-                expected[id as usize] += count * p;
+    ) {
+        let Scratch { alpha, beta } = scratch;
+        alpha.clear();
+        alpha.resize(n + 1, (f64::NEG_INFINITY, 0.0));
+        beta.clear();
+        beta.resize(n + 1, f64::NEG_INFINITY);
+        alpha[0] = (0.0, 1.0);
+        let log = |(m, sum): (f64, f64)| {
+            if sum == 0.0 {
+                f64::NEG_INFINITY
+            } else {
+                m + sum.ln()
+            }
+        };
+        let mut at = u32::MAX;
+        let mut from = 0.0;
+        for node in nodes.iter() {
+            if node.start != at {
+                at = node.start;
+                from = log(alpha[at as usize]);
+            }
+            let x = from + self.score(node.id);
+            let (m, sum) = &mut alpha[node.end as usize];
+            if *sum == 0.0 {
+                (*m, *sum) = (x, 1.0);
+            } else if x <= *m {
+                *sum += (x - *m).exp();
+            } else {
+                *sum = *sum * (*m - x).exp() + 1.0;
+                *m = x;
             }
         }
-        z
+        let z = log(alpha[n]);
+        beta[n] = 0.0;
+        let mut end = nodes.len();
+        while end > 0 {
+            let s = nodes[end - 1].start;
+            let mut begin = end - 1;
+            while begin > 0 && nodes[begin - 1].start == s {
+                begin -= 1;
+            }
+            let group = &nodes[begin..end];
+            let m = group
+                .iter()
+                .map(|g| self.score(g.id) + beta[g.end as usize])
+                .fold(f64::NEG_INFINITY, f64::max);
+            let sum: f64 = group
+                .iter()
+                .map(|g| (self.score(g.id) + beta[g.end as usize] - m).exp())
+                .sum();
+            beta[s as usize] = m + sum.ln();
+            end = begin;
+        }
+        let mut at = u32::MAX;
+        for node in nodes.iter() {
+            if node.id == NONE {
+                continue;
+            }
+            if node.start != at {
+                at = node.start;
+                from = log(alpha[at as usize]) - z;
+            }
+            let p = (from + self.score(node.id) + beta[node.end as usize]).exp();
+            expected[node.id as usize] += count * p;
+        }
     }
 
-    /// The best segmentation of `word` (without piece `skip`): the pieces, in order.
-    fn viterbi(&self, word: &str, skip: Option<u32>, nodes: &mut Vec<(u32, u32, u32)>) -> Vec<u32> {
-        self.lattice(word, skip, nodes);
-        let n = word.len();
-        let mut best = vec![(f64::NEG_INFINITY, u32::MAX, 0u32); n + 1];
+    /// The best segmentation of a word of `n` bytes, given its lattice: the pieces, in order.
+    fn viterbi(&self, nodes: &[Node], n: usize) -> Vec<u32> {
+        let mut best = vec![(f64::NEG_INFINITY, NONE, 0u32); n + 1];
         best[0].0 = 0.0;
-        for &(s, e, id) in nodes.iter() {
-            let v = best[s as usize].0 + self.score(id);
-            if v > best[e as usize].0 {
-                best[e as usize] = (v, id, s);
+        for node in nodes.iter() {
+            let v = best[node.start as usize].0 + self.score(node.id);
+            if v > best[node.end as usize].0 {
+                best[node.end as usize] = (v, node.id, node.start);
             }
         }
         let mut out = Vec::new();
@@ -254,99 +366,181 @@ impl Model {
     }
 }
 
-/// Expected counts of every piece over all words (in parallel); and the log-likelihood.
-fn e_step(model: &Model, words: &[(&str, u64)]) -> (Vec<f64>, f64) {
+/// Buffers reused across the words of one task.
+#[derive(Default)]
+struct Scratch {
+    alpha: Vec<(f64, f64)>,
+    beta: Vec<f64>,
+}
+
+/// Every word's lattice, walked once over the seed trie and then kept in step with the model:
+/// node ids are the current model's indices, and when pieces are dropped their nodes are
+/// removed ([`Lattices::remap`]). Walking the trie is the costliest part of a step, and a
+/// lattice under a smaller vocabulary is the old one without the dropped pieces, so no word
+/// is walked twice. Word `i`'s nodes are `nodes[offsets[i]..offsets[i + 1]]`.
+struct Lattices {
+    nodes: Vec<Node>,
+    offsets: Vec<usize>,
+}
+
+impl Lattices {
+    fn new(model: &Model, words: &[(&str, u64)]) -> Self {
+        let chunk = words.len() / (rayon::current_num_threads() * 4) + 1;
+        let parts: Vec<(Vec<Node>, Vec<usize>)> = words
+            .par_chunks(chunk)
+            .map(|part| {
+                let (mut nodes, mut lens) = (Vec::new(), Vec::with_capacity(part.len()));
+                let (mut raw, mut one) = (Vec::new(), Vec::new());
+                for &(w, _) in part {
+                    model.walk(w, &mut raw);
+                    model.resolve(&raw, None, &mut one);
+                    nodes.extend_from_slice(&one);
+                    lens.push(one.len());
+                }
+                (nodes, lens)
+            })
+            .collect();
+        let mut lattices = Lattices {
+            nodes: Vec::with_capacity(parts.iter().map(|p| p.0.len()).sum()),
+            offsets: vec![0],
+        };
+        for (nodes, lens) in parts {
+            lattices.nodes.extend_from_slice(&nodes);
+            for len in lens {
+                let last = *lattices.offsets.last().expect("starts with 0");
+                lattices.offsets.push(last + len);
+            }
+        }
+        lattices
+    }
+
+    fn of(&self, i: usize) -> &[Node] {
+        &self.nodes[self.offsets[i]..self.offsets[i + 1]]
+    }
+
+    /// Renumbers the nodes after a model change: `map[old index]` is the new index, or `NONE`
+    /// for a dropped piece (whose nodes go). Unknown-character nodes stay.
+    fn remap(&mut self, map: &[u32]) {
+        let mut out = 0;
+        let mut start = 0;
+        for w in 0..self.offsets.len() - 1 {
+            let end = self.offsets[w + 1];
+            for i in start..end {
+                let node = self.nodes[i];
+                let id = if node.id == NONE {
+                    NONE
+                } else {
+                    map[node.id as usize]
+                };
+                if node.id == NONE || id != NONE {
+                    self.nodes[out] = Node { id, ..node };
+                    out += 1;
+                }
+            }
+            start = end;
+            self.offsets[w + 1] = out;
+        }
+        self.nodes.truncate(out);
+    }
+}
+
+/// Sums `f(first index, words)` over parallel chunks of the words.
+fn sum_over<T: Send>(
+    words: &[(&str, u64)],
+    zero: impl Fn() -> T + Sync,
+    f: impl Fn(usize, &[(&str, u64)], &mut T) + Sync,
+    add: impl Fn(T, T) -> T + Sync + Send,
+) -> T {
     let chunk = words.len() / (rayon::current_num_threads() * 4) + 1;
     words
         .par_chunks(chunk)
-        .map(|part| {
-            let mut expected = vec![0.0; model.pieces.len()];
-            let mut nodes = Vec::new();
-            let mut ll = 0.0;
-            for &(w, n) in part {
-                ll += n as f64 * model.expect(w, n as f64, &mut nodes, &mut expected);
-            }
-            (expected, ll)
+        .enumerate()
+        .map(|(k, part)| {
+            let mut acc = zero();
+            f(k * chunk, part, &mut acc);
+            acc
         })
-        .reduce(
-            || (vec![0.0; model.pieces.len()], 0.0),
-            |(mut a, la), (b, lb)| {
-                for (x, y) in a.iter_mut().zip(b) {
-                    *x += y;
-                }
-                (a, la + lb)
-            },
-        )
+        .reduce(&zero, add)
+}
+
+fn add_vecs(mut a: Vec<f64>, b: Vec<f64>) -> Vec<f64> {
+    a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+    a
+}
+
+/// Expected counts of every piece over all words (in parallel).
+fn e_step(model: &Model, words: &[(&str, u64)], lattices: &Lattices) -> Vec<f64> {
+    sum_over(
+        words,
+        || vec![0.0; model.len()],
+        |first, part, expected| {
+            let mut scratch = Scratch::default();
+            for (i, &(w, n)) in (first..).zip(part) {
+                model.expect(lattices.of(i), w.len(), n as f64, &mut scratch, expected);
+            }
+        },
+        add_vecs,
+    )
 }
 
 /// Re-scores the pieces from their expected counts; drops those expected < 0.5 times.
-fn m_step(model: &Model, expected: &[f64]) -> Vec<(String, f64)> {
-    let kept: Vec<usize> = (0..model.pieces.len())
-        .filter(|&i| expected[i] >= 0.5 || model.required[i])
+fn m_step(model: &Model, expected: &[f64]) -> Vec<(u32, f64)> {
+    let kept: Vec<usize> = (0..model.len())
+        .filter(|&i| expected[i] >= 0.5 || model.required(i))
         .collect();
     let total: f64 = kept.iter().map(|&i| expected[i].max(0.5)).sum();
     let log_total = digamma(total);
     kept.into_iter()
-        .map(|i| {
-            (
-                model.pieces[i].clone(),
-                digamma(expected[i].max(0.5)) - log_total,
-            )
-        })
+        .map(|i| (model.ids[i], digamma(expected[i].max(0.5)) - log_total))
         .collect()
 }
 
 /// Keeps the `keep` pieces whose removal would cost the corpus likelihood most.
-fn prune(model: &Model, words: &[(&str, u64)], keep: usize) -> Vec<(String, f64)> {
-    let n = model.pieces.len();
+fn prune(
+    model: &Model,
+    words: &[(&str, u64)],
+    lattices: &Lattices,
+    keep: usize,
+) -> Vec<(u32, f64)> {
+    let n = model.len();
     // Each piece's best segmentation without itself.
     let alternatives: Vec<Vec<u32>> = (0..n)
         .into_par_iter()
-        .map_init(Vec::new, |nodes, i| {
-            if model.required[i] {
-                Vec::new()
-            } else {
-                model.viterbi(&model.pieces[i], Some(i as u32), nodes)
-            }
-        })
+        .map_init(
+            || (Vec::new(), Vec::new()),
+            |(raw, nodes), i| {
+                if model.required(i) {
+                    return Vec::new();
+                }
+                let piece = model.piece(i);
+                model.walk(piece, raw);
+                model.resolve(raw, Some(i as u32), nodes);
+                model.viterbi(nodes, piece.len())
+            },
+        )
         .collect();
-    // How often each piece is on the best paths, and in how many words (weighted).
-    let chunk = words.len() / (rayon::current_num_threads() * 4) + 1;
-    let (freq, in_words) = words
-        .par_chunks(chunk)
-        .map(|part| {
-            let (mut freq, mut in_words) = (vec![0.0; n], vec![0.0; n]);
-            let mut nodes = Vec::new();
-            for &(w, c) in part {
-                let mut path = model.viterbi(w, None, &mut nodes);
-                for &id in &path {
-                    if id != u32::MAX {
+    // How often each piece is on the best paths (weighted by word counts).
+    let freq = sum_over(
+        words,
+        || vec![0.0; n],
+        |first, part, freq| {
+            for (i, &(w, c)) in (first..).zip(part) {
+                for id in model.viterbi(lattices.of(i), w.len()) {
+                    if id != NONE {
                         freq[id as usize] += c as f64;
                     }
                 }
-                path.sort_unstable();
-                path.dedup();
-                for id in path.into_iter().filter(|&id| id != u32::MAX) {
-                    in_words[id as usize] += c as f64;
-                }
             }
-            (freq, in_words)
-        })
-        .reduce(
-            || (vec![0.0; n], vec![0.0; n]),
-            |(mut f, mut w), (f2, w2)| {
-                f.iter_mut().zip(f2).for_each(|(a, b)| *a += b);
-                w.iter_mut().zip(w2).for_each(|(a, b)| *a += b);
-                (f, w)
-            },
-        );
+        },
+        add_vecs,
+    );
     let sum: f64 = freq.iter().sum();
     let n_words: f64 = words.iter().map(|&(_, c)| c as f64).sum();
     let log_sum = sum.ln();
     let mut candidates: Vec<(f64, usize)> = Vec::new();
     let mut out: Vec<usize> = Vec::new();
     for i in 0..n {
-        if model.required[i] {
+        if model.required(i) {
             out.push(i);
             continue;
         }
@@ -359,11 +553,12 @@ fn prune(model: &Model, words: &[(&str, u64)], keep: usize) -> Vec<(String, f64)
         let alt_logprob: f64 = alt
             .iter()
             .map(|&a| {
-                let fa = if a == u32::MAX { 0.0 } else { freq[a as usize] };
+                let fa = if a == NONE { 0.0 } else { freq[a as usize] };
                 (fa + freq[i]).ln() - new_log_sum
             })
             .sum();
-        let loss = in_words[i] / n_words * (logprob - alt_logprob);
+        // SentencePiece weighs the loss by the piece's share of the corpus.
+        let loss = freq[i] / n_words * (logprob - alt_logprob);
         candidates.push((loss, i));
     }
     candidates.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
@@ -371,19 +566,191 @@ fn prune(model: &Model, words: &[(&str, u64)], keep: usize) -> Vec<(String, f64)
     out.extend(candidates.into_iter().take(room).map(|(_, i)| i));
     out.sort_unstable();
     out.into_iter()
-        .map(|i| (model.pieces[i].clone(), model.scores[i]))
+        .map(|i| (model.ids[i], model.scores[i]))
         .collect()
 }
 
+const NONE: u32 = u32::MAX;
+
+/// A frequent substring: its prefix (an id), last character, count and class.
+struct Sub {
+    parent: u32,
+    last: char,
+    count: u64,
+    class: Option<u8>,
+}
+
+/// Right-maximal substrings of 2..=`max_piece_len` characters seen at least twice (the
+/// internal nodes of a suffix tree, which is what SentencePiece's suffix array yields), with
+/// their counts.
+///
+/// Level by level: a substring of k characters is a candidate only when both of its
+/// (k-1)-character parts are frequent. Each frequent substring gets an id, and every word
+/// position keeps the id of the frequent substring that starts there at the current level, so
+/// a k-character candidate is the key (id of its prefix, last character): one hash per
+/// position per level, and memory for one level of candidates only.
+fn frequent_substrings(
+    words: &[(&str, u64)],
+    in_alphabet: &FxHashSet<char>,
+    opts: &UnigramOptions,
+) -> Vec<(String, u64)> {
+    struct Word {
+        chars: Vec<char>,
+        n: u64,
+        /// Per start position: the id of the frequent substring of the current length there.
+        ids: Vec<u32>,
+    }
+    let mut subs: Vec<Sub> = Vec::new();
+    // Level 1: every alphabet character (and `▁`) is a substring of its own.
+    let mut char_id: FxHashMap<char, u32> = FxHashMap::default();
+    let mut ws: Vec<Word> = words
+        .iter()
+        .map(|&(w, n)| {
+            let chars: Vec<char> = w.chars().collect();
+            let ids = chars
+                .iter()
+                .map(|&c| {
+                    if c != SPACE && !in_alphabet.contains(&c) {
+                        return NONE;
+                    }
+                    *char_id.entry(c).or_insert_with(|| {
+                        subs.push(Sub {
+                            parent: NONE,
+                            last: c,
+                            count: 0,
+                            class: if c == SPACE { None } else { class(c, opts) },
+                        });
+                        subs.len() as u32 - 1
+                    })
+                })
+                .collect();
+            Word { chars, n, ids }
+        })
+        .collect();
+    let mut found: Vec<(String, u64)> = Vec::new();
+    let mut is_level1 = true;
+    let mut level_start = 0usize; // first id of the current level
+    for k in 2..=opts.max_piece_len + 1 {
+        // Count every extension of a frequent (k-1)-substring by one character: all of them
+        // decide right-maximality; the valid ones whose suffix is frequent are candidates.
+        let counts: FxHashMap<(u32, char), (u64, bool)> = ws
+            .par_iter()
+            .fold(FxHashMap::default, |mut m, w| {
+                for i in 0..w.chars.len().saturating_sub(k - 1) {
+                    let p = w.ids[i];
+                    if p == NONE {
+                        continue;
+                    }
+                    let last = w.chars[i + k - 1];
+                    let entry = m.entry((p, last)).or_insert_with(|| {
+                        // the same for every occurrence: it depends on the string only
+                        let ok = last != SPACE // `▁` only first
+                            && w.ids[i + 1] != NONE
+                            && match (subs[p as usize].class, class(last, opts)) {
+                                (Some(a), Some(b)) => a == b,
+                                _ => true,
+                            };
+                        (0, ok)
+                    });
+                    entry.0 += w.n;
+                }
+                m
+            })
+            .reduce(FxHashMap::default, |mut a, mut b| {
+                if a.len() < b.len() {
+                    std::mem::swap(&mut a, &mut b);
+                }
+                for (key, (n, ok)) in b {
+                    a.entry(key).or_insert((0, ok)).0 += n;
+                }
+                a
+            });
+        // A (k-1)-substring that one character always follows is not right-maximal.
+        let mut extended: FxHashSet<u32> = FxHashSet::default();
+        for (&(p, _), &(n, _)) in &counts {
+            if subs[p as usize].count == n {
+                extended.insert(p);
+            }
+        }
+        if !is_level1 {
+            for id in level_start..subs.len() {
+                if !extended.contains(&(id as u32)) {
+                    found.push((spell(&subs, id as u32), subs[id].count));
+                }
+            }
+        }
+        if k > opts.max_piece_len {
+            break;
+        }
+        // The frequent k-substrings become the next level.
+        let next_start = subs.len();
+        let mut next: FxHashMap<(u32, char), u32> = FxHashMap::default();
+        let mut keys: Vec<(&(u32, char), u64)> = counts
+            .iter()
+            .filter(|&(_, &(n, ok))| ok && n >= 2)
+            .map(|(key, &(n, _))| (key, n))
+            .collect();
+        keys.sort_unstable(); // ids in a fixed order
+        for (&(p, last), n) in keys {
+            let class = match subs[p as usize].class {
+                Some(c) => Some(c),
+                None => class(last, opts),
+            };
+            subs.push(Sub {
+                parent: p,
+                last,
+                count: n,
+                class,
+            });
+            next.insert((p, last), subs.len() as u32 - 1);
+        }
+        if next.is_empty() {
+            break;
+        }
+        ws.par_iter_mut().for_each(|w| {
+            let len = w.chars.len();
+            for i in 0..len {
+                w.ids[i] = if i + k <= len && w.ids[i] != NONE {
+                    next.get(&(w.ids[i], w.chars[i + k - 1]))
+                        .copied()
+                        .unwrap_or(NONE)
+                } else {
+                    NONE
+                };
+            }
+        });
+        if is_level1 {
+            // level-1 counts are not needed: characters are seeded separately
+            is_level1 = false;
+        }
+        level_start = next_start;
+    }
+    found
+}
+
+/// The text of substring `id`.
+fn spell(subs: &[Sub], id: u32) -> String {
+    let mut chars = Vec::new();
+    let mut at = id;
+    while at != NONE {
+        chars.push(subs[at as usize].last);
+        at = subs[at as usize].parent;
+    }
+    chars.iter().rev().collect()
+}
+
 /// Seed pieces with their frequencies, and the alphabet.
-fn seed(words: &[(&str, u64)], opts: &UnigramOptions) -> (Vec<(String, f64)>, FxHashSet<String>) {
+/// The seed vocabulary and the initial scores (log probabilities of frequency times length;
+/// characters: of frequency), by seed id.
+fn seed(words: &[(&str, u64)], opts: &UnigramOptions) -> (Seed, Vec<(u32, f64)>) {
     let mut char_freq: FxHashMap<char, u64> = FxHashMap::default();
     for &(w, n) in words {
         for c in w.chars() {
             *char_freq.entry(c).or_insert(0) += n;
         }
     }
-    let mut chars: Vec<(char, u64)> = char_freq.into_iter().collect();
+    // NUL cannot be in a piece (sentencepiece refuses to load such a model): it stays unknown.
+    let mut chars: Vec<(char, u64)> = char_freq.into_iter().filter(|&(c, _)| c != '\0').collect();
     chars.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     let total: u64 = chars.iter().map(|c| c.1).sum();
     let mut covered = 0u64;
@@ -396,61 +763,27 @@ fn seed(words: &[(&str, u64)], opts: &UnigramOptions) -> (Vec<(String, f64)>, Fx
         alphabet.push((c.to_string(), f));
     }
     let in_alphabet: FxHashSet<char> = alphabet.iter().flat_map(|(s, _)| s.chars()).collect();
-    // Substrings level by level: k characters, counted when both (k-1)-parts are frequent.
-    let char_words: Vec<(Vec<char>, u64)> = words
-        .iter()
-        .map(|&(w, n)| (w.chars().collect(), n))
-        .collect();
-    let mut frequent: FxHashSet<Vec<char>> = FxHashSet::default();
-    let mut found: Vec<(String, u64)> = Vec::new();
-    for k in 2..=opts.max_piece_len {
-        let level: FxHashMap<&[char], u64> = char_words
-            .par_iter()
-            .fold(FxHashMap::default, |mut m, (cs, n)| {
-                for s in cs.windows(k) {
-                    let ok = s.iter().all(|c| *c == SPACE || in_alphabet.contains(c))
-                        && valid(s, opts)
-                        && (k == 2 || frequent.contains(&s[..k - 1]) && frequent.contains(&s[1..]));
-                    if ok {
-                        *m.entry(s).or_insert(0) += n;
-                    }
-                }
-                m
-            })
-            .reduce(FxHashMap::default, |mut a, b| {
-                for (s, n) in b {
-                    *a.entry(s).or_insert(0) += n;
-                }
-                a
-            });
-        let next: FxHashSet<Vec<char>> = level
-            .iter()
-            .filter(|&(_, &n)| n >= 2)
-            .map(|(s, _)| s.to_vec())
-            .collect();
-        for (s, n) in level.into_iter().filter(|&(_, n)| n >= 2) {
-            found.push((s.iter().collect(), n));
-        }
-        if next.is_empty() {
-            break;
-        }
-        frequent = next;
-    }
-    found.sort_unstable_by(|a, b| {
-        (b.1 * b.0.chars().count() as u64)
-            .cmp(&(a.1 * a.0.chars().count() as u64))
-            .then_with(|| a.0.cmp(&b.0))
-    });
+    let mut found = frequent_substrings(words, &in_alphabet, opts);
+    let weight = |(s, n): &(String, u64)| n * s.chars().count() as u64;
+    found.sort_unstable_by(|a, b| weight(b).cmp(&weight(a)).then_with(|| a.0.cmp(&b.0)));
     found.truncate(opts.seed_size.saturating_sub(alphabet.len()));
-    let required: FxHashSet<String> = alphabet.iter().map(|(s, _)| s.clone()).collect();
-    let all: Vec<(String, u64)> = alphabet.into_iter().chain(found).collect();
-    let sum: f64 = all.iter().map(|p| p.1 as f64).sum();
-    let log_sum = sum.ln();
-    let pieces = all
+    let n_chars = alphabet.len();
+    let all: Vec<(String, u64)> = alphabet
         .into_iter()
-        .map(|(s, n)| (s, (n as f64).ln() - log_sum))
+        .chain(found.into_iter().map(|p| {
+            let w = weight(&p);
+            (p.0, w)
+        }))
         .collect();
-    (pieces, required)
+    let log_sum = all.iter().map(|p| p.1 as f64).sum::<f64>().ln();
+    let scores = (0..all.len() as u32)
+        .zip(all.iter().map(|p| (p.1 as f64).ln() - log_sum))
+        .collect();
+    let seed = Seed::new(
+        all.iter().map(|p| p.0.clone()).collect(),
+        (0..all.len()).map(|i| i < n_chars).collect(),
+    );
+    (seed, scores)
 }
 
 /// Trains on word counts (words as [`words`] makes them). Returns the normal pieces with
@@ -462,33 +795,44 @@ pub fn train(
 ) -> Vec<(String, f32)> {
     let mut words: Vec<(&str, u64)> = counts.iter().collect();
     words.sort_unstable(); // deterministic sums, whatever the hash order
-    let (pieces, required) = seed(&words, opts);
+    let (seed, scores) = seed(&words, opts);
     let desired = (opts.n_pieces as f64 * 1.1) as usize;
-    let mut model = Model::new(pieces, &required);
+    let mut model = Model::new(&seed, scores);
+    let mut lattices = Lattices::new(&model, &words);
+    // Moves to a new model and renumbers the lattices for it.
+    let step = |model: &Model, pieces: Vec<(u32, f64)>, lattices: &mut Lattices| {
+        let next = Model::new(&seed, pieces);
+        let map: Vec<u32> = model.ids.iter().map(|&id| next.slot[id as usize]).collect();
+        lattices.remap(&map);
+        next
+    };
     loop {
         for _ in 0..opts.em_iterations {
-            let (expected, _) = e_step(&model, &words);
-            model = Model::new(m_step(&model, &expected), &required);
+            let expected = e_step(&model, &words, &lattices);
+            model = step(&model, m_step(&model, &expected), &mut lattices);
         }
-        progress(model.pieces.len());
-        if model.pieces.len() <= desired {
+        progress(model.len());
+        if model.len() <= desired {
             break;
         }
-        let keep = desired.max((model.pieces.len() as f64 * opts.shrinking_factor) as usize);
-        model = Model::new(prune(&model, &words, keep), &required);
+        let keep = desired.max((model.len() as f64 * opts.shrinking_factor) as usize);
+        let kept = prune(&model, &words, &lattices, keep);
+        model = step(&model, kept, &mut lattices);
     }
     // Final: the alphabet, then the best-scored pieces.
-    let mut order: Vec<usize> = (0..model.pieces.len()).collect();
+    let mut order: Vec<usize> = (0..model.len()).collect();
     order.sort_by(|&a, &b| {
-        (!model.required[a], -model.scores[a])
-            .partial_cmp(&(!model.required[b], -model.scores[b]))
-            .unwrap_or(std::cmp::Ordering::Equal)
+        model
+            .required(b)
+            .cmp(&model.required(a))
+            .then(model.scores[b].total_cmp(&model.scores[a]))
             .then(a.cmp(&b))
     });
-    order.truncate(opts.n_pieces.max(required.len()));
+    let n_required = (0..model.len()).filter(|&i| model.required(i)).count();
+    order.truncate(opts.n_pieces.max(n_required));
     let mut out: Vec<(String, f32)> = order
         .into_iter()
-        .map(|i| (model.pieces[i].clone(), model.scores[i] as f32))
+        .map(|i| (model.piece(i).to_string(), model.scores[i] as f32))
         .collect();
     out.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     progress(out.len());
@@ -561,13 +905,104 @@ mod tests {
         assert!((digamma(10.0) - 2.251_752_589_07).abs() < 1e-9);
     }
 
+    /// Every segmentation of `word` into model pieces: (pieces, summed score).
+    fn segmentations(m: &Model, word: &str) -> Vec<(Vec<u32>, f64)> {
+        if word.is_empty() {
+            return vec![(Vec::new(), 0.0)];
+        }
+        let mut out = Vec::new();
+        for i in 0..m.len() {
+            if let Some(rest) = word.strip_prefix(m.piece(i)) {
+                for (mut tail, score) in segmentations(m, rest) {
+                    tail.insert(0, i as u32);
+                    out.push((tail, score + m.scores[i]));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn expected_counts_and_viterbi_equal_enumeration() {
+        let pieces = ["a", "b", "ab", "ba", "aba", "bab", "abab"];
+        let seed = Seed::new(
+            pieces.iter().map(|p| p.to_string()).collect(),
+            vec![true, true, false, false, false, false, false],
+        );
+        let scores = [-1.0, -1.5, -2.0, -2.2, -3.1, -2.9, -4.5];
+        let scores = scores
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| (i as u32, s))
+            .collect();
+        let model = Model::new(&seed, scores);
+        for word in ["abab", "ababa", "babab", "a", "bb"] {
+            let all = segmentations(&model, word);
+            let z: f64 = all.iter().map(|(_, s)| s.exp()).sum();
+            let mut want = vec![0.0; pieces.len()];
+            for (seg, s) in &all {
+                for &id in seg {
+                    want[id as usize] += 3.0 * s.exp() / z;
+                }
+            }
+            let (mut raw, mut nodes) = (Vec::new(), Vec::new());
+            model.walk(word, &mut raw);
+            model.resolve(&raw, None, &mut nodes);
+            let mut got = vec![0.0; pieces.len()];
+            model.expect(&nodes, word.len(), 3.0, &mut Scratch::default(), &mut got);
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g - w).abs() < 1e-9, "{word}: {got:?} vs {want:?}");
+            }
+            let best = all.iter().max_by(|a, b| a.1.total_cmp(&b.1)).unwrap();
+            assert_eq!(model.viterbi(&nodes, word.len()), best.0, "{word}");
+        }
+    }
+
     #[test]
     fn pieces_do_not_cross_classes() {
         let o = UnigramOptions::default();
         let v = |s: &str| valid(&s.chars().collect::<Vec<_>>(), &o);
         assert!(v("▁hello") && v("hello") && v("▁") && v("東京") && v("ひら東"));
         assert!(!v("a▁") && !v("ab1") && !v("hello,") && !v("мир1") && !v("aд"));
-        assert!(v("▁123") && v(",,"));
+        assert!(v("▁123") && v(",,") && v("(1)") && v("3.11"));
+    }
+
+    #[test]
+    fn frequent_substrings_equal_a_brute_force_count() {
+        let text =
+            "▁the ▁then ▁there ▁other ▁the ▁them ▁3.11 ▁3.11a ▁東京都 ▁東京 ▁aaaa ▁aaa ▁x1 ▁x1";
+        let words: Vec<(&str, u64)> = text.split(' ').map(|w| (w, 1)).collect();
+        let opts = UnigramOptions {
+            max_piece_len: 6,
+            ..UnigramOptions::default()
+        };
+        let alphabet: FxHashSet<char> = text.chars().filter(|&c| c != ' ' && c != SPACE).collect();
+        let mut got = frequent_substrings(&words, &alphabet, &opts);
+        got.sort();
+        // Every substring, its count, and whether one character always follows it.
+        let mut count: FxHashMap<Vec<char>, u64> = FxHashMap::default();
+        let mut next: FxHashMap<Vec<char>, FxHashMap<Option<char>, u64>> = FxHashMap::default();
+        for &(w, n) in &words {
+            let cs: Vec<char> = w.chars().collect();
+            for i in 0..cs.len() {
+                for j in i + 2..=cs.len().min(i + opts.max_piece_len) {
+                    *count.entry(cs[i..j].to_vec()).or_insert(0) += n;
+                    *next
+                        .entry(cs[i..j].to_vec())
+                        .or_default()
+                        .entry(cs.get(j).copied())
+                        .or_insert(0) += n;
+                }
+            }
+        }
+        let mut want: Vec<(String, u64)> = count
+            .iter()
+            .filter(|&(s, &n)| n >= 2 && valid(s, &opts))
+            .filter(|&(s, &n)| !next[s].iter().any(|(c, &m)| c.is_some() && m == n))
+            .map(|(s, &n)| (s.iter().collect(), n))
+            .collect();
+        want.sort();
+        assert_eq!(got, want);
     }
 
     #[test]
