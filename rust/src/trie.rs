@@ -5,8 +5,6 @@
 //! `longest_match` walks the input once: O(length of the match + one step), no hashing, no
 //! allocation. Memory: about 9 bytes per edge plus 1 KiB per dense node.
 
-use std::collections::BTreeMap;
-
 const NONE: u32 = u32::MAX;
 /// Nodes with more children than this get a dense table.
 const DENSE_FROM: usize = 12;
@@ -29,57 +27,75 @@ pub struct Trie {
 
 impl Trie {
     /// Builds the trie; a key given twice keeps its last value.
+    ///
+    /// The keys are sorted once, then the nodes are laid out depth-first straight from the
+    /// sorted ranges (the keys below a node are a contiguous range, its children the runs of
+    /// equal bytes at its depth): O(n log n) comparisons plus O(total key bytes), no map per
+    /// node.
     pub fn new<'a>(keys: impl IntoIterator<Item = (&'a [u8], u32)>) -> Self {
-        // a temporary pointer trie, then flattened breadth-first
-        let mut tmp: Vec<(BTreeMap<u8, usize>, u32)> = vec![(BTreeMap::new(), NONE)];
-        for (key, value) in keys {
-            let mut at = 0;
-            for &b in key {
-                let next = tmp.len();
-                at = *tmp[at].0.entry(b).or_insert(next);
-                if at == next {
-                    tmp.push((BTreeMap::new(), NONE));
-                }
-            }
-            tmp[at].1 = value;
-        }
-        // depth-first preorder: a walk down the trie touches nearby nodes
-        let mut order = Vec::with_capacity(tmp.len());
-        let mut index = vec![0u32; tmp.len()];
-        let mut stack = vec![0usize];
-        while let Some(n) = stack.pop() {
-            index[n] = order.len() as u32;
-            order.push(n);
-            stack.extend(tmp[n].0.values().rev().copied());
-        }
+        let mut keys: Vec<(&[u8], u32)> = keys.into_iter().collect();
+        keys.reverse(); // so that the stable sort puts the last value of a key first
+        keys.sort_by(|a, b| a.0.cmp(b.0));
+        keys.dedup_by(|later, first| later.0 == first.0);
         let mut trie = Trie {
-            nodes: Vec::with_capacity(order.len()),
-            labels: Vec::with_capacity(order.len()),
-            targets: Vec::with_capacity(order.len()),
+            nodes: Vec::new(),
+            labels: Vec::new(),
+            targets: Vec::new(),
             dense: Vec::new(),
         };
-        for &n in &order {
-            let (children, value) = &tmp[n];
-            let first = trie.labels.len() as u32;
-            let mut dense = NONE;
-            if children.len() > DENSE_FROM {
-                let mut table = [NONE; 256];
-                for (&b, &c) in children {
-                    table[b as usize] = index[c];
+        // (range of keys, depth, the edge slot that points here)
+        let mut stack = vec![(0, keys.len(), 0, NONE)];
+        let mut children: Vec<(usize, usize, u8)> = Vec::new();
+        while let Some((lo, hi, depth, edge)) = stack.pop() {
+            let index = trie.nodes.len() as u32;
+            if edge != NONE {
+                trie.targets[edge as usize] = index;
+            }
+            let mut value = NONE;
+            let mut i = lo;
+            if i < hi && keys[i].0.len() == depth {
+                value = keys[i].1;
+                i += 1;
+            }
+            children.clear();
+            while i < hi {
+                let b = keys[i].0[depth];
+                let start = i;
+                while i < hi && keys[i].0[depth] == b {
+                    i += 1;
                 }
-                dense = trie.dense.len() as u32;
-                trie.dense.push(table);
+                children.push((start, i, b));
             }
-            for (&b, &c) in children {
+            let first = trie.labels.len() as u32;
+            for &(_, _, b) in &children {
                 trie.labels.push(b);
-                trie.targets.push(index[c]);
+                trie.targets.push(NONE);
             }
+            let dense = if children.len() > DENSE_FROM {
+                trie.dense.push([NONE; 256]);
+                trie.dense.len() as u32 - 1
+            } else {
+                NONE
+            };
             trie.nodes.push(Node {
                 first,
                 len: children.len() as u16,
                 dense,
-                value: *value,
+                value,
             });
+            // depth-first preorder: a walk down the trie touches nearby nodes
+            for (k, &(start, end, _)) in children.iter().enumerate().rev() {
+                stack.push((start, end, depth + 1, first + k as u32));
+            }
+        }
+        for node in &trie.nodes {
+            if node.dense != NONE {
+                let (a, e) = (node.first as usize, node.first as usize + node.len as usize);
+                let table = &mut trie.dense[node.dense as usize];
+                for (&l, &t) in trie.labels[a..e].iter().zip(&trie.targets[a..e]) {
+                    table[l as usize] = t;
+                }
+            }
         }
         trie
     }
@@ -150,6 +166,15 @@ mod tests {
         let cont = t.walk(Trie::ROOT, b"##").unwrap();
         assert_eq!(t.longest_match(cont, b"bb"), Some((1, 4)));
         assert_eq!(t.value(t.walk(Trie::ROOT, b"b").unwrap()), Some(5));
+    }
+
+    #[test]
+    fn repeated_keys_keep_the_last_value_and_the_empty_key_works() {
+        let t = Trie::new(vec![(&b"ab"[..], 1), (b"", 7), (b"ab", 2), (b"a", 3)]);
+        assert_eq!(t.value(Trie::ROOT), Some(7));
+        assert_eq!(t.value(t.walk(Trie::ROOT, b"ab").unwrap()), Some(2));
+        assert_eq!(t.value(t.walk(Trie::ROOT, b"a").unwrap()), Some(3));
+        assert_eq!(t.walk(Trie::ROOT, b"b"), None);
     }
 
     #[test]
