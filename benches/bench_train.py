@@ -12,7 +12,9 @@ training call only (the documents are already in memory, as a list of str); ``pe
 the growth of the process's peak resident memory during that call. WordPiece runs use BERT's
 uncased normalizer and pre-tokenizer in both libraries (30k vocab); their vocabularies are not
 compared here (HF numbers the ``##`` characters in hash order, so its ties vary from run to
-run); the tests compare their compression on held-out text instead.
+run); the tests compare their compression on held-out text instead. Unigram runs train
+ferrotok against sentencepiece's trainer (``identity`` normalization, every core, the
+documents' lines as sentences; 16k pieces).
 ``--big`` writes a corpus file of that many MB (the shared documents repeated with shuffled words) and trains
 ferrotok from the file, to show that memory follows the distinct pieces, not the text.
 """
@@ -105,11 +107,43 @@ def train_hf_wp(docs: list[str], vocab_size: int) -> list[bytes]:
     return sorted(t.encode() for t in tok.get_vocab())
 
 
+def _lines(docs: list[str]) -> list[str]:
+    return [line for d in docs for line in d.split("\n") if line.strip()]
+
+
+def train_ferrotok_unigram(docs: list[str], vocab_size: int) -> list[bytes]:
+    import ferrotok
+
+    sp = ferrotok.train_unigram(docs, vocab_size, progress=False)
+    return [sp.id_to_piece(i).encode() for i in range(sp.vocab_size)]
+
+
+def train_sentencepiece(docs: list[str], vocab_size: int) -> list[bytes]:
+    import io
+
+    import sentencepiece as spm
+
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(_lines(docs)),
+        model_writer=model,
+        vocab_size=vocab_size,
+        model_type="unigram",
+        normalization_rule_name="identity",
+        num_threads=os.cpu_count(),
+        minloglevel=2,
+    )
+    sp = spm.SentencePieceProcessor(model_proto=model.getvalue())
+    return [sp.id_to_piece(i).encode() for i in range(sp.vocab_size())]
+
+
 TRAINERS = {
     "ferrotok": train_ferrotok,
     "hf-tokenizers": train_hf,
     "ferrotok-wp": train_ferrotok_wp,
     "hf-wp": train_hf_wp,
+    "ferrotok-unigram": train_ferrotok_unigram,
+    "sentencepiece": train_sentencepiece,
 }
 
 
@@ -153,6 +187,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--corpus", nargs="+", default=["en", "code", "multi"])
     ap.add_argument("--vocab-size", type=int, default=32000)
+    ap.add_argument("--unigram-size", type=int, default=16000)
     ap.add_argument("--big", type=int, default=0, help="also train from a generated file of this many MB")
     ap.add_argument("--worker")
     ap.add_argument("--big-file")
@@ -169,11 +204,13 @@ def main() -> None:
             big["lib"] = "ferrotok (file)"
             rows.append(big)
     wp = [run(lib, args.corpus, 30000) for lib in ("ferrotok-wp", "hf-wp")]
+    uni = [run(lib, args.corpus, args.unigram_size) for lib in ("ferrotok-unigram", "sentencepiece")]
     print(f"corpus {'+'.join(args.corpus)}, {os.cpu_count()} cores\n")
     print(f"{'trainer':<36} {'MB':>7} {'train s':>8} {'MB/s':>7} {'peak MB':>8} {'tokens':>7} {'same':>5}")
     for kind, group, same_of in (
         (f"byte-level BPE {args.vocab_size}", rows, lambda r: r["vocab"] == rows[1]["vocab"]),
         ("WordPiece 30000", wp, None),
+        (f"Unigram {args.unigram_size}", uni, None),
     ):
         for r in group:
             same = "-" if same_of is None or r["lib"].endswith("(file)") else ("yes" if same_of(r) else "NO")
@@ -183,7 +220,7 @@ def main() -> None:
                 f"{name:<36} {r['mb']:>7.1f} {r['seconds']:>8.2f} {speed:>7.1f} "
                 f"{r['peak_mb']:>8.0f} {r['n_tokens']:>7} {same:>5}"
             )
-        print(f"{'':<36} ferrotok / HF speed: {group[1]['seconds'] / group[0]['seconds']:.1f}x")
+        print(f"{'':<36} ferrotok speed-up: {group[1]['seconds'] / group[0]['seconds']:.1f}x")
 
 
 if __name__ == "__main__":
