@@ -241,6 +241,13 @@ def test_bad_input_is_refused(kwargs, error, match):
         ferrotok.train_bpe(progress=False, **kwargs)
 
 
+def test_file_names_given_as_documents_are_refused(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text("hello world", encoding="utf-8")
+    with pytest.raises(TypeError, match="files="):
+        ferrotok.train_bpe([str(path)], 300, progress=False)
+
+
 def test_bad_file_is_refused_before_any_work(tmp_path):
     good = tmp_path / "good.txt"
     good.write_text("hello", encoding="utf-8")

@@ -150,6 +150,11 @@ def _count(
     paths = _files_of(files)
     if isinstance(data, (list, tuple)):
         _files_of(d for d in data if isinstance(d, os.PathLike))
+        if data and all(isinstance(d, str) and "\n" not in d and os.path.isfile(d) for d in data):
+            raise TypeError(
+                "every item of data names a file, but str items are documents: pass the files "
+                "as files=[...] or as pathlib.Path objects"
+            )
         if not data and not paths:
             raise ValueError("the corpus is empty: no documents and no files")
     total = sum(os.path.getsize(p) for p in paths)
