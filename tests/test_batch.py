@@ -81,6 +81,36 @@ def test_encode_batch_equals_encode_ordinary_on_shared_corpora(name, corpus):
     assert_batch_equals(batch, want, f"{name} {corpus}", reference(name))
 
 
+def _long_text(docs: list[str], size: int) -> str:
+    text = "\n".join(docs)
+    return (text + "\n") * (size // len(text) + 1)
+
+
+@pytest.mark.parametrize("name", ENCODINGS)
+def test_long_text_cut_into_parts_equals_tiktoken(name):
+    # >= 1 MB: encode and encode_batch cut the text at provable piece boundaries and encode the
+    # parts in parallel; the ids must be tiktoken's for the whole text
+    text = _long_text(fixture_corpus(), 3 << 20)
+    enc, ref = ferrotok.get_encoding(name), reference(name)
+    want = ref.encode_ordinary(text)
+    assert_same_ids(enc.encode_ordinary(text), want, name, ref)
+    assert_same_ids(enc.encode_batch([text], num_threads=2, disallowed_special=())[0], want, name, ref)
+    assert_same_ids(
+        enc.encode(text, allowed_special="all"), ref.encode(text, allowed_special="all"), name, ref
+    )
+
+
+@pytest.mark.parametrize("corpus", CORPORA)
+def test_long_text_cut_into_parts_on_shared_corpora(corpus):
+    text = _long_text(shared_corpus(corpus), 4 << 20)
+    for name in ENCODINGS:
+        enc = ferrotok.get_encoding(name)
+        sequential = enc.encode_batch([text], num_threads=1, disallowed_special=())[0]
+        parallel = enc.encode_batch([text, text[: 2 << 20]], num_threads=2, disallowed_special=())
+        assert_same_ids(parallel[0], sequential, f"{name} {corpus}", reference(name))
+        assert_same_ids(parallel[1], enc.encode_ordinary(text[: 2 << 20]), f"{name} {corpus}")
+
+
 SPECIAL_TEXTS = [
     "hello <|endoftext|> world",
     "<|endoftext|><|endoftext|>",

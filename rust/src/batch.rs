@@ -91,7 +91,8 @@ where
             source: Box::new(e),
         })
     };
-    let per_text: Vec<Vec<Rank>> = if threads <= 1 || texts.len() <= 1 {
+    // one text still runs in the pool: a long text is cut into parts encoded in parallel
+    let per_text: Vec<Vec<Rank>> = if threads <= 1 {
         texts.iter().enumerate().map(one).collect::<Result<_>>()?
     } else {
         pool(threads)?.install(|| texts.par_iter().enumerate().map(one).collect::<Result<_>>())?

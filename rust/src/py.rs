@@ -140,7 +140,10 @@ impl PyBpe {
         text: &str,
     ) -> PyResult<Bound<'py, PyArray1<Rank>>> {
         let ids = py
-            .detach(|| self.inner.encode_ordinary(text))
+            .detach(|| {
+                long_text(text, || self.inner.encode_ordinary_parallel(text))
+                    .unwrap_or_else(|| self.inner.encode_ordinary(text))
+            })
             .map_err(to_py)?;
         Ok(PyArray1::from_vec(py, ids))
     }
@@ -158,7 +161,12 @@ impl PyBpe {
         let allowed = specials.set(allowed.iter().map(String::as_str));
         let disallowed = specials.set(disallowed.iter().map(String::as_str));
         let ids = py
-            .detach(|| self.inner.encode(text, &allowed, &disallowed))
+            .detach(|| {
+                long_text(text, || {
+                    self.inner.encode_parallel(text, &allowed, &disallowed)
+                })
+                .unwrap_or_else(|| self.inner.encode(text, &allowed, &disallowed))
+            })
             .map_err(to_py)?;
         Ok(PyArray1::from_vec(py, ids))
     }
@@ -185,11 +193,14 @@ impl PyBpe {
         let threads = batch::thread_count(num_threads);
         let ragged = py
             .detach(|| {
+                // long texts are also cut into parts (the `_parallel` encoders)
                 if allowed.is_empty() && disallowed.is_empty() {
-                    batch::encode_all(&strs, threads, |_, t| self.inner.encode_ordinary(t))
+                    batch::encode_all(&strs, threads, |_, t| {
+                        self.inner.encode_ordinary_parallel(t)
+                    })
                 } else {
                     batch::encode_all(&strs, threads, |_, t| {
-                        self.inner.encode(t, &allowed, &disallowed)
+                        self.inner.encode_parallel(t, &allowed, &disallowed)
                     })
                 }
             })
@@ -271,6 +282,20 @@ impl PyBpe {
     fn token_id(&self, token: &[u8]) -> Option<Rank> {
         self.inner.vocab().rank(token)
     }
+}
+
+/// For a text of at least `PARALLEL_MIN` bytes, `encode()` run on the fork-safe pool of every
+/// core (capped by `FERROTOK_NUM_THREADS`), so that its parts are encoded in parallel; `None`
+/// for a shorter text or a single thread.
+fn long_text(
+    text: &str,
+    encode: impl FnOnce() -> crate::Result<Vec<Rank>> + Send,
+) -> Option<crate::Result<Vec<Rank>>> {
+    let threads = batch::thread_count(None);
+    if text.len() < crate::bpe::PARALLEL_MIN || threads < 2 {
+        return None;
+    }
+    Some(batch::install(threads, encode).and_then(|r| r))
 }
 
 /// The texts of a batch as Python strings: any iterable of `str` (a numpy array of `str`

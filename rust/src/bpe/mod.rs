@@ -33,7 +33,9 @@ pub(crate) mod merge;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
-use crate::pretok::Pretokenizer;
+use rayon::prelude::*;
+
+use crate::pretok::{safe_cut, Pretokenizer};
 use crate::special::{SpecialSet, SpecialTokens};
 use crate::vocab::{Rank, Vocab};
 
@@ -52,6 +54,12 @@ pub struct Bpe {
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+/// Texts (or stretches between special tokens) of at least this many bytes are encoded in
+/// parallel by the `*_parallel` methods.
+pub const PARALLEL_MIN: usize = 1 << 20;
+/// The smallest part a long text is cut into for parallel encoding.
+const PARALLEL_SPAN: usize = 128 << 10;
 
 /// Pieces pre-tokenized (and prefetched) ahead of their vocabulary lookups.
 const PREFETCH_GROUP: usize = 32;
@@ -121,6 +129,67 @@ impl Bpe {
 
     /// Appends the ids of `text` (no special tokens) to `out`.
     pub fn encode_ordinary_into(&self, text: &str, out: &mut Vec<Rank>) -> Result<()> {
+        self.encode_pieces(text, text.len(), out)
+    }
+
+    /// Like [`Bpe::encode_ordinary`], but when called inside a rayon pool, a text of at least
+    /// [`PARALLEL_MIN`] bytes is cut at [`safe_cut`] points and the parts are encoded in
+    /// parallel on that pool.
+    /// The ids are the same (each part is scanned with one character of look-ahead; see
+    /// `safe_cut`). Other texts, and custom patterns, are encoded sequentially.
+    pub fn encode_ordinary_parallel(&self, text: &str) -> Result<Vec<Rank>> {
+        let mut out = Vec::with_capacity(text.len() / 4 + 4);
+        self.encode_segment(text, true, &mut out)?;
+        Ok(out)
+    }
+
+    fn encode_segment(&self, text: &str, parallel: bool, out: &mut Vec<Rank>) -> Result<()> {
+        // Only inside a pool the caller chose (never rayon's global one, which a forked child
+        // would find without threads).
+        let threads = rayon::current_num_threads();
+        let in_pool = rayon::current_thread_index().is_some();
+        if !parallel
+            || !in_pool
+            || text.len() < PARALLEL_MIN
+            || threads < 2
+            || !self.pretok.cuts_are_safe()
+        {
+            return self.encode_ordinary_into(text, out);
+        }
+        // a few parts per thread, so that an uneven part does not leave a core idle
+        let span = (text.len() / (threads * 4)).max(PARALLEL_SPAN);
+        let bytes = text.as_bytes();
+        let mut spans = Vec::new();
+        let mut start = 0;
+        while start + span < text.len() {
+            match safe_cut(bytes, start + span) {
+                Some(c) => {
+                    spans.push((start, c));
+                    start = c;
+                }
+                None => break,
+            }
+        }
+        spans.push((start, text.len()));
+        let parts: Vec<Vec<Rank>> = spans
+            .par_iter()
+            .map(|&(s, e)| {
+                // `text[e]` is an ASCII letter: one byte of look-ahead, its piece dropped
+                let mut ids = Vec::with_capacity((e - s) / 4 + 4);
+                let scan = &text[s..(e + 1).min(text.len())];
+                self.encode_pieces(scan, e - s, &mut ids)?;
+                Ok(ids)
+            })
+            .collect::<Result<_>>()?;
+        out.reserve(parts.iter().map(Vec::len).sum());
+        for ids in parts {
+            out.extend_from_slice(&ids);
+        }
+        Ok(())
+    }
+
+    /// Appends the ids of the pieces of `text` that start before byte `limit`.
+    fn encode_pieces(&self, text: &str, limit: usize, out: &mut Vec<Rank>) -> Result<()> {
         let mut parts = Vec::new();
         // Pieces are looked up in groups: the pre-tokenizer fills a group, prefetching each
         // piece's index slot, and the lookups run once the group is full (see Vocab::prefetch).
@@ -140,6 +209,9 @@ impl Bpe {
                 }
             };
             self.pretok.for_each_piece(text, |piece| {
+                if limit < text.len() && piece.as_ptr() as usize - text.as_ptr() as usize >= limit {
+                    return; // a look-ahead piece (see `encode_segment`)
+                }
                 self.vocab.prefetch(piece.as_bytes());
                 group.push(piece);
                 if group.len() == PREFETCH_GROUP {
@@ -176,6 +248,27 @@ impl Bpe {
         allowed: &SpecialSet,
         disallowed: &SpecialSet,
     ) -> Result<Vec<Rank>> {
+        self.encode_with(text, allowed, disallowed, false)
+    }
+
+    /// [`Bpe::encode`], with the long stretches of ordinary text encoded in parallel as in
+    /// [`Bpe::encode_ordinary_parallel`].
+    pub fn encode_parallel(
+        &self,
+        text: &str,
+        allowed: &SpecialSet,
+        disallowed: &SpecialSet,
+    ) -> Result<Vec<Rank>> {
+        self.encode_with(text, allowed, disallowed, true)
+    }
+
+    fn encode_with(
+        &self,
+        text: &str,
+        allowed: &SpecialSet,
+        disallowed: &SpecialSet,
+        parallel: bool,
+    ) -> Result<Vec<Rank>> {
         let mut out = Vec::with_capacity(text.len() / 4 + 4);
         let mut start = 0;
         let mut from = 0;
@@ -198,7 +291,7 @@ impl Bpe {
                 from = m.start + 1;
             }
             let end = next.map_or(text.len(), |m| m.start);
-            self.encode_ordinary_into(&text[start..end], &mut out)?;
+            self.encode_segment(&text[start..end], parallel, &mut out)?;
             match next {
                 Some(m) => {
                     out.push(self.specials.tokens()[m.index].1);
@@ -227,5 +320,68 @@ impl Bpe {
             })?);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A text of about `n` bytes whose lines end in every way the look-aheads care about:
+    /// trailing spaces, blank lines, CRLF, lines that are only spaces, digits and symbols.
+    fn long_text(n: usize) -> String {
+        let lines = [
+            "The quick brown fox   \n",
+            "\n\n",
+            "  indented line\r\n",
+            "Ünïcode ends with a space \n \n",
+            "x\n",
+            "1234567 and 89!!\n",
+            "    \nwords after spaces\n",
+            "<|endoftext|>Special\n",
+            "tail\t\n",
+        ];
+        let mut text = String::new();
+        let mut i = 0;
+        while text.len() < n {
+            text.push_str(lines[i % lines.len()]);
+            i += 7;
+        }
+        text
+    }
+
+    #[test]
+    fn parallel_parts_look_one_character_ahead() {
+        // gpt2 encodes " \n\n" before a letter as [" ", "\n", "\n"] but at the end of a text
+        // as [" ", "\n\n"]: every cut here follows one, so a part scanned without the next
+        // character would differ.
+        let text = "a gap \n\n".repeat(3 * PARALLEL_MIN / 8);
+        let bpe = crate::registry::load("gpt2").unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let got = pool.install(|| bpe.encode_ordinary_parallel(&text).unwrap());
+        assert_eq!(got, bpe.encode_ordinary(&text).unwrap());
+    }
+
+    #[test]
+    fn parallel_encoding_equals_sequential() {
+        let text = long_text(3 * PARALLEL_MIN);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(4)
+            .build()
+            .unwrap();
+        for name in ["gpt2", "cl100k_base", "o200k_base"] {
+            let bpe = crate::registry::load(name).unwrap();
+            let want = bpe.encode_ordinary(&text).unwrap();
+            let got = pool.install(|| bpe.encode_ordinary_parallel(&text).unwrap());
+            assert_eq!(got, want, "{name}");
+            let all = bpe.specials().set(["<|endoftext|>"]);
+            let none = bpe.specials().set([]);
+            let want = bpe.encode(&text, &all, &none).unwrap();
+            let got = pool.install(|| bpe.encode_parallel(&text, &all, &none).unwrap());
+            assert_eq!(got, want, "{name} with special tokens");
+        }
     }
 }

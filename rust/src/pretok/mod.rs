@@ -59,6 +59,12 @@ impl Pretokenizer {
         }
     }
 
+    /// Whether [`safe_cut`] points are piece boundaries for this pre-tokenizer (true for the
+    /// official patterns).
+    pub fn cuts_are_safe(&self) -> bool {
+        matches!(self, Pretokenizer::Official(..))
+    }
+
     /// The pieces of `text` as a vector (for tests and tools; the encoder uses
     /// [`Pretokenizer::for_each_piece`]).
     pub fn pieces<'t>(&self, text: &'t str) -> Result<Vec<&'t str>> {
@@ -66,4 +72,28 @@ impl Pretokenizer {
         self.for_each_piece(text, |p| out.push(p))?;
         Ok(out)
     }
+}
+
+/// The first position at or after `from` that follows a `\n` and holds an ASCII letter: a
+/// place where the official patterns can cut a text into parts scanned separately.
+///
+/// No piece of the three official patterns contains `\n` followed by a letter (the letter
+/// alternatives never take `\r`/`\n` as their prefix, the whitespace and punctuation ones
+/// never continue past a newline into a letter), and none looks behind, so a piece starts at
+/// such a position and the pieces after it do not depend on the text before. The pieces
+/// before it may look one character ahead (`(?!\S)`, `$`), so a part must be scanned together
+/// with the first character after it and the piece that starts there dropped; then its pieces
+/// are exactly those of the whole text. The training counts and the parallel encoder rely on
+/// this, and their tests hold it to the sequential result on the corpora.
+pub fn safe_cut(text: &[u8], from: usize) -> Option<usize> {
+    let mut i = from.checked_sub(1)?;
+    while let Some(j) = memchr::memchr(b'\n', &text[i..]) {
+        let at = i + j + 1;
+        match text.get(at) {
+            Some(b) if b.is_ascii_alphabetic() => return Some(at),
+            Some(_) => i = at,
+            None => return None,
+        }
+    }
+    None
 }

@@ -13,7 +13,7 @@ use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
 use crate::error::{Error, Result};
-use crate::pretok::Pretokenizer;
+use crate::pretok::{safe_cut, Pretokenizer};
 
 /// Bytes read from a file at a time.
 const BLOCK: usize = 8 << 20;
@@ -115,14 +115,12 @@ impl PieceCounts {
     /// Counts the pieces of a UTF-8 file, read in blocks so that memory does not grow with
     /// the file.
     ///
-    /// With one of the official split patterns the file is cut only after a `\n` that is
-    /// followed by an ASCII letter: no piece of those patterns contains that pair, none looks
-    /// behind, and their look-aheads (`(?!\S)`, `$`) see one character, so each span is scanned
-    /// together with the first character of the next and the piece that starts there is
-    /// dropped. The counts are then exactly those of the whole file scanned at once. Any other
-    /// pattern gives no such guarantee, so the file is scanned whole.
+    /// With one of the official split patterns the file is cut at [`safe_cut`] points, each
+    /// span scanned with one character of look-ahead: the counts are exactly those of the whole
+    /// file scanned at once. Any other pattern gives no such guarantee, so the file is scanned
+    /// whole.
     pub fn add_file(&mut self, path: &Path, pretok: &Pretokenizer) -> Result<()> {
-        if !matches!(pretok, Pretokenizer::Official(..)) {
+        if !pretok.cuts_are_safe() {
             let (data, origin) = crate::error::read_file(path)?;
             let text = utf8(&data, 0, &origin)?;
             return self.add_texts(&[text], &|t, f| pretok.for_each_piece(t, f));
@@ -217,7 +215,7 @@ fn for_each_block(path: &Path, mut f: impl FnMut(&str, &[(usize, usize)])) -> Re
         let mut spans = Vec::new();
         let mut start = 0;
         while start + SPAN < buf.len() {
-            match find_cut(&buf, start + SPAN) {
+            match safe_cut(&buf, start + SPAN) {
                 Some(c) => {
                     spans.push((start, c));
                     start = c;
@@ -251,20 +249,6 @@ fn merge_maps<'a>(
         *a.entry(k).or_insert(0) += v;
     }
     a
-}
-
-/// The first position at or after `from` that follows a `\n` and holds an ASCII letter.
-fn find_cut(buf: &[u8], from: usize) -> Option<usize> {
-    let mut i = from.checked_sub(1)?;
-    while let Some(j) = memchr::memchr(b'\n', &buf[i..]) {
-        let at = i + j + 1;
-        match buf.get(at) {
-            Some(b) if b.is_ascii_alphabetic() => return Some(at),
-            Some(_) => i = at,
-            None => return None,
-        }
-    }
-    None
 }
 
 fn utf8<'a>(bytes: &'a [u8], offset: u64, origin: &str) -> Result<&'a str> {
