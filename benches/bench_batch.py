@@ -20,7 +20,10 @@ a fresh process, not pinned (batches are multi-threaded):
 - ids = tiktoken: every library's ids equal tiktoken's, document by document.
 
 Below the table: ``TokenBatch.padded(2048)`` for a training batch of 64 texts of at least 2048
-tokens (right and left padding, best of 20 calls, ms), and the largest peak RSS of any worker.
+tokens (right and left padding, best of 20 calls, ms), the largest peak RSS of any worker, and
+one long text (each corpus's documents joined, 6 to 10 MB) encoded by ferrotok on 1 and 2
+threads: a text of at least 1 MB is cut at provable piece boundaries and its parts encoded in
+parallel (best of 3, in this process).
 """
 
 from __future__ import annotations
@@ -255,6 +258,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def long_text_lines(args: argparse.Namespace) -> list[str]:
+    """One long text per corpus (its documents joined by newlines), 1 and 2 threads."""
+    import ferrotok
+
+    lines = []
+    for corpus, path in args.corpus_paths:
+        text = "\n".join(load_docs(path, None, 65536))
+        nbytes = len(text.encode("utf-8", "surrogatepass"))
+        for encoding in args.encodings:
+            enc = ferrotok.get_encoding(encoding)
+            speeds = []
+            for threads in (1, 2):
+                best = min(_encode_seconds(enc, text, threads) for _ in range(3))
+                speeds.append(nbytes / best / 1e6)
+            lines.append(
+                f"One {nbytes / 1e6:.1f} MB text ({corpus}, {encoding}): 1 thread {speeds[0]:.0f} MB/s, "
+                f"2 threads {speeds[1]:.0f} MB/s ({speeds[1] / speeds[0]:.2f}x)."
+            )
+    return lines
+
+
+def _encode_seconds(enc: Any, text: str, threads: int) -> float:
+    t = time.perf_counter()
+    enc.encode_batch([text], num_threads=threads, disallowed_special=())
+    return time.perf_counter() - t
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.worker:
@@ -382,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
             f"rows of mixed lengths ({padded['mixed_fill']:.0%} tokens) left {padded['mixed_ms']:.2f} ms."
         )
     out.append(f"Peak RSS of any worker: {peak_mb:.0f} MB.")
+    out += long_text_lines(args)
     if notes:
         out.append(heading("Notes", md))
         out += [f"- {n}" for n in dict.fromkeys(notes)]

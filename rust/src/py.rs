@@ -141,8 +141,11 @@ impl PyBpe {
     ) -> PyResult<Bound<'py, PyArray1<Rank>>> {
         let ids = py
             .detach(|| {
-                long_text(text, || self.inner.encode_ordinary_parallel(text))
-                    .unwrap_or_else(|| self.inner.encode_ordinary(text))
+                long_text(text, || {
+                    self.inner
+                        .encode_ordinary_parallel(text, crate::bpe::PARALLEL_MIN)
+                })
+                .unwrap_or_else(|| self.inner.encode_ordinary(text))
             })
             .map_err(to_py)?;
         Ok(PyArray1::from_vec(py, ids))
@@ -163,7 +166,8 @@ impl PyBpe {
         let ids = py
             .detach(|| {
                 long_text(text, || {
-                    self.inner.encode_parallel(text, &allowed, &disallowed)
+                    let min = crate::bpe::PARALLEL_MIN;
+                    self.inner.encode_parallel(text, &allowed, &disallowed, min)
                 })
                 .unwrap_or_else(|| self.inner.encode(text, &allowed, &disallowed))
             })
@@ -193,14 +197,17 @@ impl PyBpe {
         let threads = batch::thread_count(num_threads);
         let ragged = py
             .detach(|| {
-                // long texts are also cut into parts (the `_parallel` encoders)
+                // A text longer than a few parts' worth of the batch is cut into parts, so that
+                // one long text does not leave the other threads idle at the end.
+                let total: usize = strs.iter().map(|t| t.len()).sum();
+                let min = total / (threads * 4);
                 if allowed.is_empty() && disallowed.is_empty() {
                     batch::encode_all(&strs, threads, |_, t| {
-                        self.inner.encode_ordinary_parallel(t)
+                        self.inner.encode_ordinary_parallel(t, min)
                     })
                 } else {
                     batch::encode_all(&strs, threads, |_, t| {
-                        self.inner.encode_parallel(t, &allowed, &disallowed)
+                        self.inner.encode_parallel(t, &allowed, &disallowed, min)
                     })
                 }
             })

@@ -59,7 +59,7 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 /// parallel by the `*_parallel` methods.
 pub const PARALLEL_MIN: usize = 1 << 20;
 /// The smallest part a long text is cut into for parallel encoding.
-const PARALLEL_SPAN: usize = 128 << 10;
+pub const PARALLEL_SPAN: usize = 64 << 10;
 
 /// Pieces pre-tokenized (and prefetched) ahead of their vocabulary lookups.
 const PREFETCH_GROUP: usize = 32;
@@ -133,24 +133,24 @@ impl Bpe {
     }
 
     /// Like [`Bpe::encode_ordinary`], but when called inside a rayon pool, a text of at least
-    /// [`PARALLEL_MIN`] bytes is cut at [`safe_cut`] points and the parts are encoded in
-    /// parallel on that pool.
+    /// `min_len` bytes (say [`PARALLEL_MIN`]; less in a batch, to even out the work) is cut at
+    /// [`safe_cut`] points and the parts are encoded in parallel on that pool.
     /// The ids are the same (each part is scanned with one character of look-ahead; see
     /// `safe_cut`). Other texts, and custom patterns, are encoded sequentially.
-    pub fn encode_ordinary_parallel(&self, text: &str) -> Result<Vec<Rank>> {
+    pub fn encode_ordinary_parallel(&self, text: &str, min_len: usize) -> Result<Vec<Rank>> {
         let mut out = Vec::with_capacity(text.len() / 4 + 4);
-        self.encode_segment(text, true, &mut out)?;
+        self.encode_segment(text, min_len, &mut out)?;
         Ok(out)
     }
 
-    fn encode_segment(&self, text: &str, parallel: bool, out: &mut Vec<Rank>) -> Result<()> {
+    /// `min_len`: the length from which `text` is cut into parts (`usize::MAX`: never).
+    fn encode_segment(&self, text: &str, min_len: usize, out: &mut Vec<Rank>) -> Result<()> {
         // Only inside a pool the caller chose (never rayon's global one, which a forked child
         // would find without threads).
         let threads = rayon::current_num_threads();
         let in_pool = rayon::current_thread_index().is_some();
-        if !parallel
-            || !in_pool
-            || text.len() < PARALLEL_MIN
+        if !in_pool
+            || text.len() < min_len.max(2 * PARALLEL_SPAN)
             || threads < 2
             || !self.pretok.cuts_are_safe()
         {
@@ -248,7 +248,7 @@ impl Bpe {
         allowed: &SpecialSet,
         disallowed: &SpecialSet,
     ) -> Result<Vec<Rank>> {
-        self.encode_with(text, allowed, disallowed, false)
+        self.encode_with(text, allowed, disallowed, usize::MAX)
     }
 
     /// [`Bpe::encode`], with the long stretches of ordinary text encoded in parallel as in
@@ -258,8 +258,9 @@ impl Bpe {
         text: &str,
         allowed: &SpecialSet,
         disallowed: &SpecialSet,
+        min_len: usize,
     ) -> Result<Vec<Rank>> {
-        self.encode_with(text, allowed, disallowed, true)
+        self.encode_with(text, allowed, disallowed, min_len)
     }
 
     fn encode_with(
@@ -267,7 +268,7 @@ impl Bpe {
         text: &str,
         allowed: &SpecialSet,
         disallowed: &SpecialSet,
-        parallel: bool,
+        min_len: usize,
     ) -> Result<Vec<Rank>> {
         let mut out = Vec::with_capacity(text.len() / 4 + 4);
         let mut start = 0;
@@ -291,7 +292,7 @@ impl Bpe {
                 from = m.start + 1;
             }
             let end = next.map_or(text.len(), |m| m.start);
-            self.encode_segment(&text[start..end], parallel, &mut out)?;
+            self.encode_segment(&text[start..end], min_len, &mut out)?;
             match next {
                 Some(m) => {
                     out.push(self.specials.tokens()[m.index].1);
@@ -361,7 +362,7 @@ mod tests {
             .num_threads(2)
             .build()
             .unwrap();
-        let got = pool.install(|| bpe.encode_ordinary_parallel(&text).unwrap());
+        let got = pool.install(|| bpe.encode_ordinary_parallel(&text, PARALLEL_MIN).unwrap());
         assert_eq!(got, bpe.encode_ordinary(&text).unwrap());
     }
 
@@ -375,12 +376,15 @@ mod tests {
         for name in ["gpt2", "cl100k_base", "o200k_base"] {
             let bpe = crate::registry::load(name).unwrap();
             let want = bpe.encode_ordinary(&text).unwrap();
-            let got = pool.install(|| bpe.encode_ordinary_parallel(&text).unwrap());
+            let got = pool.install(|| bpe.encode_ordinary_parallel(&text, PARALLEL_MIN).unwrap());
             assert_eq!(got, want, "{name}");
             let all = bpe.specials().set(["<|endoftext|>"]);
             let none = bpe.specials().set([]);
             let want = bpe.encode(&text, &all, &none).unwrap();
-            let got = pool.install(|| bpe.encode_parallel(&text, &all, &none).unwrap());
+            let got = pool.install(|| {
+                bpe.encode_parallel(&text, &all, &none, PARALLEL_MIN)
+                    .unwrap()
+            });
             assert_eq!(got, want, "{name} with special tokens");
         }
     }
