@@ -248,22 +248,12 @@ impl Bpe {
         allowed: &SpecialSet,
         disallowed: &SpecialSet,
     ) -> Result<Vec<Rank>> {
-        self.encode_with(text, allowed, disallowed, usize::MAX)
+        self.encode_parallel(text, allowed, disallowed, usize::MAX)
     }
 
-    /// [`Bpe::encode`], with the long stretches of ordinary text encoded in parallel as in
-    /// [`Bpe::encode_ordinary_parallel`].
+    /// [`Bpe::encode`], with the stretches of ordinary text of at least `min_len` bytes
+    /// encoded in parallel as in [`Bpe::encode_ordinary_parallel`].
     pub fn encode_parallel(
-        &self,
-        text: &str,
-        allowed: &SpecialSet,
-        disallowed: &SpecialSet,
-        min_len: usize,
-    ) -> Result<Vec<Rank>> {
-        self.encode_with(text, allowed, disallowed, min_len)
-    }
-
-    fn encode_with(
         &self,
         text: &str,
         allowed: &SpecialSet,
