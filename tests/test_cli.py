@@ -133,3 +133,44 @@ def test_main_in_process(text_file, capsys):
     assert main(["encode", str(text_file), "-e", "nope"]) == 2
     assert capsys.readouterr().err.startswith("ferrotok: error: unknown encoding")
     assert main(["--help"]) == 0
+
+
+@pytest.fixture
+def corpus_file(tmp_path):
+    from conftest import fixture_corpus
+
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n".join(fixture_corpus()), encoding="utf-8")
+    return path
+
+
+def test_train_bpe_writes_a_tokenizer_json_that_loads(corpus_file, tmp_path):
+    out = tmp_path / "tok.json"
+    assert ok(
+        run("train", str(corpus_file), "-n", "600", "-o", str(out), "--quiet", "--special", "<|eot|>")
+    ) == (f"bpe: 600 tokens -> {out}\n")
+    enc = ferrotok.Encoding.from_file(out)
+    want = ferrotok.train_bpe(files=[corpus_file], vocab_size=600, special_tokens=["<|eot|>"], progress=False)
+    assert enc.token_byte_values() == want.token_byte_values()
+    assert enc.special_tokens == {"<|eot|>": 599}
+
+
+def test_train_wordpiece_and_unigram(corpus_file, tmp_path):
+    vocab = tmp_path / "vocab.txt"
+    ok(run("train", str(corpus_file), "-m", "wordpiece", "-n", "3000", "-o", str(vocab), "-q"))
+    assert ferrotok.Tokenizer.from_vocab(vocab).vocab_size == 3000
+    model = tmp_path / "my.model"
+    ok(run("train", str(corpus_file), "-m", "unigram", "-n", "1000", "-o", str(model), "-q"))
+    assert ferrotok.SentencePiece.from_file(model).vocab_size == 1000
+
+
+def test_train_progress_goes_to_stderr(corpus_file, tmp_path):
+    proc = run("train", str(corpus_file), "-n", "300", "-o", str(tmp_path / "t.tiktoken"))
+    assert proc.returncode == 0
+    assert b"ferrotok: merge" in proc.stderr
+    assert (tmp_path / "t.tiktoken").read_text().count("\n") == 300
+
+
+def test_train_errors(corpus_file, tmp_path):
+    one_line_error(run("train", str(tmp_path / "nope.txt"), "-n", "300", "-o", "x.json"), "nope.txt")
+    one_line_error(run("train", str(corpus_file), "-n", "100", "-o", "x.json", "-q"), "256 byte tokens")

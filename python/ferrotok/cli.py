@@ -1,4 +1,4 @@
-"""The ``ferrotok`` command: encode text to token ids, decode ids to text.
+"""The ``ferrotok`` command: encode text to token ids, decode ids to text, train vocabularies.
 
 Examples::
 
@@ -9,6 +9,9 @@ Examples::
     ferrotok decode book.npy                         # a .npy file of ids ...
     echo "24912 2375" | ferrotok decode              # ... or whitespace-separated integers
     ferrotok list                                    # the embedded encodings
+    ferrotok train corpus/*.txt --vocab-size 32000 --out tokenizer.json      # byte-level BPE
+    ferrotok train corpus.txt --model wordpiece --vocab-size 30000 --out vocab.txt
+    ferrotok train corpus.txt --model unigram --vocab-size 16000 --out my.model
 
 Input is read from FILE, or from standard input when FILE is ``-`` or omitted; text must be
 UTF-8. ``decode`` writes the text exactly, with no newline added. Errors print one line,
@@ -112,6 +115,34 @@ def _decode(args: argparse.Namespace) -> None:
     _write(enc.decode(ids, errors="replace"))
 
 
+def _train(args: argparse.Namespace) -> None:
+    from . import train_bpe, train_unigram, train_wordpiece
+
+    progress = not args.quiet
+    common = {"files": args.files, "vocab_size": args.vocab_size, "progress": progress}
+    if args.min_frequency is not None:
+        if args.model == "unigram":
+            raise _Error("--min-frequency applies to bpe and wordpiece only")
+        common["min_frequency"] = args.min_frequency
+    specials = args.special or []
+    if args.model == "bpe":
+        enc = train_bpe(pattern=args.pattern, special_tokens=specials, **common)
+        save = enc.save_tiktoken if args.out.endswith(".tiktoken") else enc.save
+        save(args.out)
+        size = enc.n_vocab
+    elif args.model == "wordpiece":
+        tok = train_wordpiece(
+            special_tokens=specials or ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"), **common
+        )
+        tok.save_vocab(args.out)
+        size = tok.vocab_size
+    else:
+        sp = train_unigram(special_tokens=specials, **common)
+        sp.save(args.out)
+        size = sp.vocab_size
+    print(f"{args.model}: {size} tokens -> {args.out}")
+
+
 def _list(args: argparse.Namespace) -> None:
     for name in list_encodings():
         print(name)
@@ -145,6 +176,27 @@ def _parser() -> argparse.ArgumentParser:
     p = commands.add_parser("decode", help="token ids -> text")
     common(p, ".npy file or whitespace-separated integers")
     p.set_defaults(run=_decode)
+
+    p = commands.add_parser("train", help="train a vocabulary from text files")
+    p.add_argument("files", nargs="+", metavar="FILE", help="UTF-8 text files (streamed)")
+    p.add_argument("--model", "-m", choices=("bpe", "wordpiece", "unigram"), default="bpe")
+    p.add_argument("--vocab-size", "-n", type=int, required=True, help="tokens in all, specials included")
+    p.add_argument(
+        "--out",
+        "-o",
+        required=True,
+        metavar="PATH",
+        help="bpe: tokenizer.json (or a .tiktoken rank file); wordpiece: vocab.txt; unigram: .model",
+    )
+    p.add_argument(
+        "--pattern",
+        default=DEFAULT_ENCODING,
+        help=f"bpe: split regex or encoding name (default: {DEFAULT_ENCODING})",
+    )
+    p.add_argument("--special", action="append", metavar="TOKEN", help="a special token (repeatable)")
+    p.add_argument("--min-frequency", type=int, help="bpe, wordpiece: stop below this pair count (default 2)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+    p.set_defaults(run=_train)
 
     p = commands.add_parser("list", help="list the embedded encodings")
     p.set_defaults(run=_list)
