@@ -577,6 +577,12 @@ impl WordPiece {
     /// `words` are filled (the rest is constant for a sequence and added by `post_process`).
     fn encode_sequence(&self, text: &str) -> Result<Encoding> {
         let mut sink = Sink::default();
+        self.encode_into(text, &mut sink)?;
+        Ok(sink.enc)
+    }
+
+    /// Appends the `ids`, `offsets` and `words` of `text` to the sink's encoding.
+    fn encode_into(&self, text: &str, sink: &mut Sink) -> Result<()> {
         // about one token per 4 bytes of English: fewer reallocations
         let guess = text.len() / 4 + 8;
         sink.enc.ids.reserve(guess);
@@ -585,13 +591,13 @@ impl WordPiece {
         let mut buf = WordBuf::default();
         match &self.automaton {
             None => {
-                self.split_into(text, 0, &mut buf, &mut sink)?;
+                self.split_into(text, 0, &mut buf, sink)?;
             }
             Some(ac) => {
                 let mut at = 0;
                 let mut ci = 0u32;
                 for m in ac.find_iter(text) {
-                    ci += self.split_into(&text[at..m.start()], ci, &mut buf, &mut sink)?;
+                    ci += self.split_into(&text[at..m.start()], ci, &mut buf, sink)?;
                     let k = m.pattern().as_usize();
                     sink.enc.ids.push(self.added[k].id);
                     sink.enc
@@ -602,7 +608,44 @@ impl WordPiece {
                     ci += self.added_chars[k];
                     at = m.end();
                 }
-                self.split_into(&text[at..], ci, &mut buf, &mut sink)?;
+                self.split_into(&text[at..], ci, &mut buf, sink)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One text with no truncation (the common case): the template's tokens are written
+    /// around the text's in one buffer, where `post_process` would copy the text's tokens
+    /// once more.
+    fn encode_single(&self, text: &str, add_special_tokens: bool) -> Result<Encoding> {
+        let plain = [Piece::Sequence {
+            b: false,
+            type_id: 0,
+        }];
+        let pieces = match &self.template {
+            Some(t) => t.pieces(false),
+            None => &plain[..],
+        };
+        let mut sink = Sink::default();
+        for piece in pieces {
+            match piece {
+                Piece::Sequence { b: false, type_id } => {
+                    let start = sink.enc.ids.len();
+                    self.encode_into(text, &mut sink)?;
+                    let enc = &mut sink.enc;
+                    let n = enc.ids.len() - start;
+                    enc.type_ids.extend(std::iter::repeat_n(*type_id, n));
+                    enc.special.extend(std::iter::repeat_n(0, n));
+                    enc.attention.extend(std::iter::repeat_n(1, n));
+                }
+                Piece::Sequence { b: true, .. } => {}
+                Piece::Special { ids, type_id } => {
+                    if add_special_tokens {
+                        for &id in ids {
+                            sink.enc.push_special(id, *type_id, 1);
+                        }
+                    }
+                }
             }
         }
         Ok(sink.enc)
@@ -617,9 +660,13 @@ impl WordPiece {
         add_special_tokens: bool,
         settings: &Settings,
     ) -> Result<Encoding> {
-        let ea = self.encode_sequence(a)?;
-        let eb = b.map(|b| self.encode_sequence(b)).transpose()?;
-        let mut enc = self.post_process(ea, eb, add_special_tokens, settings)?;
+        let mut enc = if b.is_none() && settings.truncation.is_none() {
+            self.encode_single(a, add_special_tokens)?
+        } else {
+            let ea = self.encode_sequence(a)?;
+            let eb = b.map(|b| self.encode_sequence(b)).transpose()?;
+            self.post_process(ea, eb, add_special_tokens, settings)?
+        };
         if let Some(p) = &settings.padding {
             let target = pad_target(p, enc.len());
             enc.pad(target, p);
