@@ -8,9 +8,9 @@ thread) and encodes each document with one call, timing only the calls: ``cold``
 pass, ``warm`` the second. MB = 10**6 UTF-8 bytes. ``mismatches`` counts documents whose ids
 differ from sentencepiece's (the reference), in either pass.
 
-The fast peers of the byte-level benchmark (gigatoken, fastokens, splintr) have no
-SentencePiece `.model` loader in the versions installed here, so this table compares with
-sentencepiece only.
+Peers: kitoken (``Kitoken.from_sentencepiece_file``), looked for in this interpreter and in
+``$FERROTOK_PEERS_PYTHON``. The fast peers of the byte-level benchmark (gigatoken, fastokens,
+splintr) have no SentencePiece ``.model`` loader in the versions installed here.
 """
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ import sys
 import time
 from pathlib import Path
 
-from timing import pin_to_one_cpu, time_passes
+from timing import interpreter_for, pin_to_one_cpu, time_passes
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parents[1] / "shared"
 MODELS = [SHARED / "vocab" / "mistral-v1.spm.model", HERE.parent / "tests" / "data" / "spm-unigram.model"]
 RESULT = "@@bench_spm "
-LIBS = ("ferrotok", "sentencepiece")
+LIBS = ("ferrotok", "sentencepiece", "kitoken")
 
 
 def worker(lib: str, model: str, corpus: str, max_docs: int | None) -> None:
@@ -42,6 +42,10 @@ def worker(lib: str, model: str, corpus: str, max_docs: int | None) -> None:
         import ferrotok
 
         encode = ferrotok.SentencePiece.from_file(model).encode
+    elif lib == "kitoken":
+        import kitoken
+
+        encode = kitoken.Kitoken.from_sentencepiece_file(model).encode
     else:
         import sentencepiece
 
@@ -52,8 +56,11 @@ def worker(lib: str, model: str, corpus: str, max_docs: int | None) -> None:
 
 
 def run(lib: str, model: Path, corpus: Path, max_docs: int | None) -> dict:
-    env = dict(os.environ, FERROTOK_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-    cmd = [sys.executable, __file__, "--worker", lib, "--model", str(model), "--corpus-file", str(corpus)]
+    python = interpreter_for(lib)
+    if python is None:
+        return {"lib": lib, "skipped": "not installed"}
+    env = dict(os.environ, FERROTOK_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", RAYON_NUM_THREADS="1")
+    cmd = [python, __file__, "--worker", lib, "--model", str(model), "--corpus-file", str(corpus)]
     if max_docs:
         cmd += ["--max-docs", str(max_docs)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)

@@ -27,14 +27,12 @@ import sys
 import time
 from pathlib import Path
 
-from timing import pin_to_one_cpu, time_passes
+from timing import interpreter_for, pin_to_one_cpu, time_passes
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parents[1] / "shared"
 DEFAULT_JSON = SHARED / "vocab" / "bert-uncased-minilm.tokenizer.json"
 FIXTURE_JSON = HERE.parent / "tests" / "data" / "bert-uncased.tokenizer.json"
-# Another interpreter that has the peers installed (they need not share ferrotok's venv).
-PEERS_PYTHON = os.environ.get("FERROTOK_PEERS_PYTHON", "")
 RESULT = "@@bench_wordpiece "
 LIBS = ("ferrotok", "tokenizers", "splintr", "tokie", "kitoken")
 
@@ -71,13 +69,20 @@ def build(lib: str, path: str):
     if lib == "tokie":
         import tokie
 
-        tok = tokie.Tokenizer.from_file(path)
-        return lambda text: tok.encode(text)
+        tok = tokie.Tokenizer.from_json(path)  # from_file reads tokie's own format
+        tok.no_padding()
+        tok.no_truncation()
+        return lambda text: tok.encode(text).ids
     if lib == "kitoken":
         import kitoken
 
         tok = kitoken.Kitoken.from_tokenizers_file(path)
-        return lambda text: tok.encode(text, True)
+        config = tok.config()
+        config["processing"] = []  # the file's padding and truncation to 128, off as for the others
+        tok.set_config(config)
+        # its encode() leaves out the template's [CLS] and [SEP]: added here (a list join per call)
+        cls, sep = tok.encode("[CLS]", True), tok.encode("[SEP]", True)
+        return lambda text: cls + tok.encode(text, True) + sep
     raise ValueError(f"unknown library {lib!r}")
 
 
@@ -94,19 +99,8 @@ def worker(lib: str, path: str, corpus: str, max_docs: int | None) -> None:
 # -- the driver -------------------------------------------------------------------------------
 
 
-def interpreter_for(lib: str) -> str | None:
-    module = {"tokie": "tokie", "kitoken": "kitoken"}.get(lib, lib)
-    for python in (sys.executable, PEERS_PYTHON):
-        if not python or not Path(python).exists():
-            continue
-        probe = subprocess.run([python, "-c", f"import {module}"], capture_output=True, check=False)
-        if probe.returncode == 0:
-            return python
-    return None
-
-
 def run(lib: str, path: Path, corpus: Path, max_docs: int | None) -> dict:
-    python = interpreter_for(lib)
+    python = interpreter_for(lib)  # the library names are their modules' names
     if python is None:
         return {"lib": lib, "skipped": "not installed"}
     env = dict(

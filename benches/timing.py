@@ -1,12 +1,29 @@
-"""What the per-library benchmark workers share: pinning to one CPU and timing two passes."""
+"""What the per-library benchmarks share: finding an interpreter that has a peer installed,
+pinning a worker to one CPU, and timing two passes."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable
+
+# Another interpreter that has the peers installed (they need not share ferrotok's venv).
+PEERS_PYTHON = os.environ.get("FERROTOK_PEERS_PYTHON", "")
+
+
+def interpreter_for(module: str) -> str | None:
+    """This interpreter or ``$FERROTOK_PEERS_PYTHON``, whichever can import ``module``."""
+    for python in (sys.executable, PEERS_PYTHON):
+        if not python or not os.path.exists(python):
+            continue
+        probe = subprocess.run([python, "-c", f"import {module}"], capture_output=True, check=False)
+        if probe.returncode == 0:
+            return python
+    return None
 
 
 def pin_to_one_cpu() -> None:
