@@ -138,7 +138,7 @@ def train_bpe(
 
 def _count(
     counter: _core.PieceCounter, data: Data, files: Iterable[str | os.PathLike[str]], report: _Progress
-):
+) -> _core.PieceCounter:
     """Counts the pieces of ``files`` and ``data`` (checked before any work starts)."""
     if isinstance(data, (str, bytes)):
         raise TypeError(
