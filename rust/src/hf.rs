@@ -71,13 +71,18 @@ fn get_str<'a>(o: &'a Value, key: &str, origin: &str) -> Result<Option<&'a str>>
     }
 }
 
-/// Parses the text of a `tokenizer.json`; `origin` names it in errors.
-pub fn from_json(text: &str, origin: &str) -> Result<WordPiece> {
-    let root: Value = serde_json::from_str(text).map_err(|e| Error::Parse {
+/// The JSON of a `tokenizer.json`; a syntax error names `origin` and the line.
+pub(crate) fn parse(text: &str, origin: &str) -> Result<Value> {
+    serde_json::from_str(text).map_err(|e| Error::Parse {
         origin: origin.to_string(),
         line: e.line(),
         msg: e.to_string(),
-    })?;
+    })
+}
+
+/// Parses the text of a `tokenizer.json`; `origin` names it in errors.
+pub fn from_json(text: &str, origin: &str) -> Result<WordPiece> {
+    let root = parse(text, origin)?;
     let root = root
         .as_object()
         .ok_or_else(|| Error::invalid(origin, "not a JSON object".into()))?;

@@ -12,24 +12,7 @@ use serde_json::{json, Map, Value};
 use crate::bpe::Bpe;
 use crate::error::{Error, Result};
 use crate::registry::{CL100K_PATTERN, O200K_PATTERN, R50K_PATTERN};
-use crate::vocab::{Rank, Vocab};
-
-/// GPT-2's byte -> character table: printable bytes stand for themselves, the others get
-/// the characters from U+0100 on, in byte order.
-fn byte_chars() -> [char; 256] {
-    let printable = |b: u8| matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
-    let mut table = ['\0'; 256];
-    let mut extra = 0u32;
-    for b in 0..=255u8 {
-        table[b as usize] = if printable(b) {
-            char::from(b)
-        } else {
-            extra += 1;
-            char::from_u32(255 + extra).expect("U+0100..U+0143 are characters")
-        };
-    }
-    table
-}
+use crate::vocab::{gpt2_byte_chars, Rank, Vocab};
 
 fn to_byte_string(table: &[char; 256], token: &[u8]) -> String {
     token.iter().map(|&b| table[b as usize]).collect()
@@ -47,7 +30,7 @@ const PLAIN_DIGITS: &str = r"\p{N}{1,3}";
 /// merged token's rank: Hugging Face's lowest-merge-first loop then follows tiktoken's
 /// lowest-rank-first loop.
 pub fn to_json(bpe: &Bpe) -> String {
-    let table = byte_chars();
+    let table = gpt2_byte_chars();
     let vocab = bpe.vocab();
     let mut vocab_json = Map::new();
     let mut merges: Vec<(Rank, Rank, Rank)> = Vec::new();
@@ -160,11 +143,7 @@ fn pattern_of(pre: &Value, origin: &str) -> Result<String> {
 
 /// Reads a byte-level BPE `tokenizer.json`; `origin` names it in errors.
 pub fn from_json(text: &str, origin: &str) -> Result<Bpe> {
-    let root: Value = serde_json::from_str(text).map_err(|e| Error::Parse {
-        origin: origin.to_string(),
-        line: e.line(),
-        msg: e.to_string(),
-    })?;
+    let root = crate::hf::parse(text, origin)?;
     let null = Value::Null;
     let field = |k: &str| root.get(k).unwrap_or(&null);
     let model = field("model");
@@ -230,7 +209,7 @@ pub fn from_json(text: &str, origin: &str) -> Result<Bpe> {
         }
     }
 
-    let table = byte_chars();
+    let table = gpt2_byte_chars();
     let mut byte_of = rustc_hash::FxHashMap::default();
     for (b, &c) in table.iter().enumerate() {
         byte_of.insert(c, b as u8);
@@ -317,7 +296,7 @@ mod tests {
 
     #[test]
     fn byte_table_matches_gpt2() {
-        let t = byte_chars();
+        let t = gpt2_byte_chars();
         assert_eq!(t[b' ' as usize], 'Ġ');
         assert_eq!(t[b'\n' as usize], 'Ċ');
         assert_eq!(t[b'a' as usize], 'a');

@@ -30,6 +30,36 @@ pub type Rank = u32;
 
 const COMPACT_MAGIC: &[u8; 8] = b"FTOKV1\0\0";
 
+/// GPT-2's byte order (`bytes_to_unicode`): the 188 printable bytes (`!`..`~`, `¡`..`¬`,
+/// `®`..`ÿ`) first, then the others. The official vocabularies rank their one-byte tokens in
+/// this order, and Hugging Face's byte-level alphabet follows it.
+pub fn gpt2_byte_order() -> [u8; 256] {
+    let printable = |b: u8| matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
+    let mut order = [0u8; 256];
+    let all = (0..=255u8)
+        .filter(|&b| printable(b))
+        .chain((0..=255u8).filter(|&b| !printable(b)));
+    for (slot, b) in order.iter_mut().zip(all) {
+        *slot = b;
+    }
+    order
+}
+
+/// GPT-2's byte -> character table, as Hugging Face's byte-level files spell tokens: a
+/// printable byte stands for itself, the others get U+0100, U+0101, ... in byte order.
+pub fn gpt2_byte_chars() -> [char; 256] {
+    const PRINTABLE: usize = 188;
+    let mut table = ['\0'; 256];
+    for (i, &b) in gpt2_byte_order().iter().enumerate() {
+        table[b as usize] = if i < PRINTABLE {
+            char::from(b)
+        } else {
+            char::from_u32((0x100 + i - PRINTABLE) as u32).expect("U+0100..U+0143 are characters")
+        };
+    }
+    table
+}
+
 /// Token id <-> bytes tables. Immutable once built.
 #[derive(Clone)]
 pub struct Vocab {

@@ -5,23 +5,7 @@ use rustc_hash::FxHashMap;
 
 use super::count::PieceCounts;
 use super::merges::Merger;
-use crate::vocab::Rank;
-
-/// The 256 bytes in GPT-2's order: the printable ones first, as `bytes_to_unicode` lists them.
-/// The one-byte tokens get ids 0..=255 in this order, which is the order of the official
-/// vocabularies and the order Hugging Face's trainer gives its byte-level alphabet, so ties
-/// between equally frequent pairs go the same way in both.
-pub fn byte_order() -> [u8; 256] {
-    let printable = |b: u8| matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
-    let mut order = [0u8; 256];
-    let all = (0..=255u8)
-        .filter(|&b| printable(b))
-        .chain((0..=255u8).filter(|&b| !printable(b)));
-    for (slot, b) in order.iter_mut().zip(all) {
-        *slot = b;
-    }
-    order
-}
+use crate::vocab::{gpt2_byte_order, Rank};
 
 /// A trained vocabulary.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,7 +29,10 @@ pub fn train(
     min_frequency: u64,
     progress: &mut dyn FnMut(usize),
 ) -> TrainedBpe {
-    let order = byte_order();
+    // One-byte tokens get ids 0..=255 in GPT-2's order: the order of the official vocabularies
+    // and of Hugging Face's byte-level alphabet, so ties between equally frequent pairs go the
+    // same way in both.
+    let order = gpt2_byte_order();
     let mut id_of = [0u32; 256];
     for (id, &b) in order.iter().enumerate() {
         id_of[b as usize] = id as u32;
@@ -92,7 +79,7 @@ mod tests {
 
     #[test]
     fn byte_order_starts_printable_and_covers_every_byte() {
-        let order = byte_order();
+        let order = gpt2_byte_order();
         assert_eq!(&order[..3], b"!\"#");
         assert_eq!(order[188], 0); // 94 + 12 + 82 printable bytes come first
         let mut seen = order.to_vec();

@@ -51,12 +51,7 @@ impl PieceCounts {
 
     /// Adds one occurrence count for `piece` (used by trainers that split text themselves).
     pub fn add(&mut self, piece: &str, n: u64) {
-        match self.counts.get_mut(piece) {
-            Some(c) => *c += n,
-            None => {
-                self.counts.insert(piece.into(), n);
-            }
-        }
+        bump(&mut self.counts, piece, n);
     }
 
     fn absorb(&mut self, local: FxHashMap<&str, u64>) {
@@ -166,27 +161,23 @@ fn count_owned(
     texts: Vec<&str>,
     split: &(impl Fn(&str, &mut dyn FnMut(&str)) + Sync),
 ) -> FxHashMap<Box<str>, u64> {
-    let add = |m: &mut FxHashMap<Box<str>, u64>, w: &str, n: u64| match m.get_mut(w) {
-        Some(c) => *c += n,
-        None => {
-            m.insert(w.into(), n);
-        }
-    };
     texts
         .par_iter()
         .fold(FxHashMap::default, |mut m, t| {
-            split(t, &mut |w| add(&mut m, w, 1));
+            split(t, &mut |w| bump(&mut m, w, 1));
             m
         })
-        .reduce(FxHashMap::default, |mut a, mut b| {
-            if a.len() < b.len() {
-                std::mem::swap(&mut a, &mut b);
-            }
-            for (w, n) in b {
-                *a.entry(w).or_insert(0) += n;
-            }
-            a
-        })
+        .reduce(FxHashMap::default, merge_maps)
+}
+
+/// Adds `n` to the count of `word`, allocating its key only the first time.
+fn bump(m: &mut FxHashMap<Box<str>, u64>, word: &str, n: u64) {
+    match m.get_mut(word) {
+        Some(c) => *c += n,
+        None => {
+            m.insert(word.into(), n);
+        }
+    }
 }
 
 /// Reads a UTF-8 file in blocks and calls `f(text, spans)` for each: `spans` are consecutive
@@ -238,10 +229,11 @@ fn for_each_block(path: &Path, mut f: impl FnMut(&str, &[(usize, usize)])) -> Re
     Ok(())
 }
 
-fn merge_maps<'a>(
-    mut a: FxHashMap<&'a str, u64>,
-    mut b: FxHashMap<&'a str, u64>,
-) -> FxHashMap<&'a str, u64> {
+/// The sum of two counts, folding the smaller map into the larger.
+fn merge_maps<K: std::hash::Hash + Eq>(
+    mut a: FxHashMap<K, u64>,
+    mut b: FxHashMap<K, u64>,
+) -> FxHashMap<K, u64> {
     if a.len() < b.len() {
         std::mem::swap(&mut a, &mut b);
     }
