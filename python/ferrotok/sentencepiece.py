@@ -23,6 +23,7 @@ import numpy.typing as npt
 from . import _core
 from .batch import TokenBatch, as_ragged
 from .encoding import IdsLike, _as_ids
+from .tokenizer import _check_str
 
 __all__ = ["SentencePiece"]
 
@@ -143,8 +144,7 @@ class SentencePiece:
 
     def piece_to_id(self, piece: str) -> int:
         """The id of ``piece``; the unk id when the model does not have it (as sentencepiece)."""
-        if not isinstance(piece, str):
-            raise TypeError(f"piece must be a str, got {type(piece).__name__}")
+        _check_str(piece, "piece")
         return self._core.piece_to_id(piece)
 
     def get_score(self, id: int) -> float:
@@ -276,8 +276,3 @@ def _sampling(alpha: float | None, seed: int | None) -> tuple[float | None, int]
     elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
         raise ValueError(f"seed must be an int in [0, 2**64), got {seed!r}")
     return alpha, int(seed)
-
-
-def _check_str(value: Any, what: str) -> None:
-    if not isinstance(value, str):
-        raise TypeError(f"{what} must be a str, got {type(value).__name__}")

@@ -804,15 +804,7 @@ impl PySentencePiece {
 
     fn decode(&self, py: Python<'_>, ids: PyReadonlyArray1<'_, i64>) -> PyResult<String> {
         let ids = ids.as_slice()?;
-        let n = self.inner.vocab_size();
-        if let Some(&bad) = ids.iter().find(|&&i| i < 0 || i as u64 >= n as u64) {
-            return Err(to_py(Error::UnknownId {
-                id: bad,
-                n_vocab: n,
-            }));
-        }
-        let ids: Vec<u32> = ids.iter().map(|&i| i as u32).collect();
-        py.detach(|| self.inner.decode(&ids)).map_err(to_py)
+        py.detach(|| self.inner.decode(ids)).map_err(to_py)
     }
 
     fn normalize(&self, py: Python<'_>, text: &str) -> String {
@@ -1060,7 +1052,10 @@ impl PyPieceCounter {
             )
         });
         drop(report);
-        failed.map_or(Ok(tokens), Err)
+        if let Some(err) = failed {
+            return Err(err);
+        }
+        tokens.map_err(to_py)
     }
 
     /// Trains a Unigram model of `n_pieces` normal pieces; returns the `.model` file's bytes.

@@ -10,7 +10,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use super::normalizer::utf8_len;
 use super::proto::PieceType;
 use super::unigram::SplitMix64;
-use super::{SentencePiece, SPACE};
+use super::{SentencePiece, SPACE, SPACE_CHAR};
 use crate::bpe::cache::{with_cache, PieceCache};
 use crate::bpe::merge::PairMemo;
 use crate::trie::Trie;
@@ -51,7 +51,7 @@ impl Bpe {
             let s = std::str::from_utf8(p).unwrap_or("");
             let mut prev: Option<char> = None;
             s.chars().all(|c| {
-                let ok = !(c == '\u{2581}' && prev.is_some_and(|p| p != '\u{2581}'));
+                let ok = !(c == SPACE_CHAR && prev.is_some_and(|p| p != SPACE_CHAR));
                 prev = Some(c);
                 ok
             })

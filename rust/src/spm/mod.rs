@@ -28,7 +28,7 @@ use rustc_hash::FxHashMap;
 use crate::trie::Trie;
 use crate::{Error, Result};
 use normalizer::Normalizer;
-pub use normalizer::SPACE;
+pub use normalizer::{SPACE, SPACE_CHAR};
 use proto::{ModelType, PieceType};
 
 /// A loaded SentencePiece model. Immutable: one value serves any number of threads.
@@ -49,7 +49,6 @@ pub struct SentencePiece {
     unk_surface: String,
     normalizer: Normalizer,
     model: Model,
-    kind: Kind,
     /// Identity for the per-thread word caches.
     cache_owner: u64,
 }
@@ -93,10 +92,10 @@ impl SentencePiece {
     /// Parses the bytes of a `.model` file (a serialized `ModelProto`); `origin` names it in
     /// errors.
     pub fn from_bytes(data: &[u8], origin: &str) -> Result<Self> {
-        let proto = proto::decode(data, origin)?;
+        let mut proto = proto::decode(data, origin)?;
         let bad = |msg: String| Error::invalid(origin, msg);
-        let trainer = proto.trainer_spec.clone().unwrap_or_default();
-        let normalizer_spec = proto.normalizer_spec.clone().unwrap_or_default();
+        let trainer = proto.trainer_spec.take().unwrap_or_default();
+        let normalizer_spec = proto.normalizer_spec.take().unwrap_or_default();
         if proto.pieces.is_empty() {
             return Err(bad("the model has no pieces".into()));
         }
@@ -216,13 +215,15 @@ impl SentencePiece {
                 .unwrap_or_else(|| " \u{2047} ".to_string()),
             normalizer,
             model,
-            kind,
             cache_owner: NEXT_OWNER.fetch_add(1, Ordering::Relaxed),
         })
     }
 
     pub fn kind(&self) -> Kind {
-        self.kind
+        match self.model {
+            Model::Bpe(_) => Kind::Bpe,
+            Model::Unigram(_) => Kind::Unigram,
+        }
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -337,18 +338,12 @@ impl SentencePiece {
 
     /// The `n` best segmentations of `text` with their scores (Unigram only; BPE has one).
     pub fn nbest(&self, text: &str, n: usize) -> Vec<(Vec<u32>, f32)> {
+        let Model::Unigram(m) = &self.model else {
+            return vec![(self.encode(text), 0.0)];
+        };
         let mut normalized = Vec::new();
         self.normalizer.normalize(text, &mut normalized);
-        let mut results = match &self.model {
-            Model::Unigram(m) => m.nbest(self, &normalized, n),
-            Model::Bpe(m) => {
-                let mut ids = Vec::new();
-                if !normalized.is_empty() {
-                    m.encode(self, &normalized, &mut ids);
-                }
-                vec![(ids, 0.0)]
-            }
-        };
+        let mut results = m.nbest(self, &normalized, n);
         if self.byte_ids.is_none() {
             for (ids, _) in &mut results {
                 self.merge_unknown_runs(ids, 0);
@@ -374,18 +369,21 @@ impl SentencePiece {
     /// show as the model's unk surface, runs of byte pieces are read as UTF-8 (each malformed
     /// byte becomes U+FFFD) and `▁` becomes a space, the first one dropped when the
     /// normalizer added it.
-    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+    /// An id outside the vocabulary is an error naming the first one.
+    pub fn decode(&self, ids: &[i64]) -> Result<String> {
         let mut text = String::new();
         let mut bytes = Vec::new();
         let mut expect_bos_space = true;
         let mut bos_space_seen = false;
-        for &id in ids {
-            let Some(piece) = self.pieces.get(id as usize) else {
+        for &raw in ids {
+            let piece = usize::try_from(raw).ok().and_then(|i| self.pieces.get(i));
+            let Some(piece) = piece else {
                 return Err(Error::UnknownId {
-                    id: id as i64,
+                    id: raw,
                     n_vocab: self.pieces.len(),
                 });
             };
+            let id = raw as u32; // in range: it names a piece
             let kind = self.types[id as usize];
             if kind == PieceType::Byte {
                 bytes.push(byte_of_piece(piece).expect("checked at load"));
@@ -407,7 +405,12 @@ impl SentencePiece {
                             bos_space_seen = !self.normalizer.remove_extra_whitespaces();
                         }
                     }
-                    text.push_str(&p.replace(SPACE, " "));
+                    for (i, part) in p.split(SPACE).enumerate() {
+                        if i > 0 {
+                            text.push(' ');
+                        }
+                        text.push_str(part);
+                    }
                 }
             }
         }

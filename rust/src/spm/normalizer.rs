@@ -8,6 +8,8 @@ use crate::{Error, Result};
 
 /// U+2581 LOWER ONE EIGHTH BLOCK, SentencePiece's visible space.
 pub const SPACE: &str = "\u{2581}";
+/// [`SPACE`] as a `char`.
+pub const SPACE_CHAR: char = '\u{2581}';
 
 /// A darts-clone double array: the precompiled character map's trie.
 struct DoubleArray {
@@ -20,27 +22,56 @@ impl DoubleArray {
         ((unit >> 10) << ((unit & (1 << 9)) >> 6)) as usize
     }
 
-    /// The longest key that `bytes` starts with: `(length, value)`. Out-of-range positions (only
-    /// in a corrupt map) end the walk like a missing edge.
+    /// The root's position, or `None` for an empty (corrupt) map.
+    #[inline]
+    fn root(&self) -> Option<usize> {
+        Some(Self::offset(*self.units.first()?))
+    }
+
+    /// From the node at `pos` along byte `b`: the child's position and whether a key ends
+    /// there, or `None` without such an edge. Out-of-range positions (only in a corrupt map)
+    /// count as a missing edge.
+    #[inline]
+    fn step(&self, pos: usize, b: u8) -> Option<(usize, bool)> {
+        let pos = pos ^ b as usize;
+        let unit = *self.units.get(pos)?;
+        // the label is the low byte; leaf units carry bit 31 and never match
+        if unit & ((1 << 31) | 0xFF) != b as u32 {
+            return None;
+        }
+        Some((pos ^ Self::offset(unit), (unit >> 8) & 1 == 1))
+    }
+
+    /// The longest key that `bytes` starts with: `(length, value)`.
     #[inline]
     fn longest_prefix(&self, bytes: &[u8]) -> Option<(usize, u32)> {
-        let units = &self.units;
-        let mut pos = Self::offset(*units.first()?);
+        let mut pos = self.root()?;
         let mut best = None;
         for (i, &b) in bytes.iter().enumerate() {
-            pos ^= b as usize;
-            let unit = *units.get(pos)?;
-            // the label is the low byte; leaf units carry bit 31 and never match
-            if unit & ((1 << 31) | 0xFF) != b as u32 {
+            let Some((next, is_key)) = self.step(pos, b) else {
                 break;
-            }
-            pos ^= Self::offset(unit);
-            if (unit >> 8) & 1 == 1 {
-                let value = *units.get(pos)? & ((1 << 31) - 1);
+            };
+            pos = next;
+            if is_key {
+                let value = *self.units.get(pos)? & ((1 << 31) - 1);
                 best = Some((i + 1, value));
             }
         }
         best
+    }
+
+    /// Whether there is a node for `key`: a key is `key` or starts with it.
+    fn has_node(&self, key: &[u8]) -> bool {
+        let Some(mut pos) = self.root() else {
+            return false;
+        };
+        for &b in key {
+            match self.step(pos, b) {
+                Some((next, _)) => pos = next,
+                None => return false,
+            }
+        }
+        true
     }
 }
 
@@ -120,7 +151,7 @@ impl Normalizer {
             return Ascii::Keep;
         };
         // Does any longer key start with `b`? Then the general path must look further.
-        if (0..=255u8).any(|c| self.has_node(map, &[b, c])) {
+        if (0..=255u8).any(|c| map.has_node(&[b, c])) {
             return Ascii::Walk;
         }
         match map.longest_prefix(&[b]) {
@@ -135,27 +166,10 @@ impl Normalizer {
         }
     }
 
-    /// Whether the double array has a node for `key`: a key is `key` or starts with it.
-    fn has_node(&self, map: &DoubleArray, key: &[u8]) -> bool {
-        let units = &map.units;
-        let Some(&root) = units.first() else {
-            return false;
-        };
-        let mut pos = DoubleArray::offset(root);
-        for &b in key {
-            pos ^= b as usize;
-            match units.get(pos) {
-                Some(&u) if u & ((1 << 31) | 0xFF) == b as u32 => pos ^= DoubleArray::offset(u),
-                _ => return false,
-            }
-        }
-        true
-    }
-
     /// The NUL-terminated replacement at `offset`, or `None` when a corrupt map points outside.
     fn replacement(&self, offset: u32) -> Option<&[u8]> {
         let rest = self.replacements.get(offset as usize..)?;
-        let end = memchr_nul(rest)?;
+        let end = memchr::memchr(0, rest)?;
         Some(&rest[..end])
     }
 
@@ -274,8 +288,4 @@ impl Normalizer {
 pub fn utf8_len(b: u8) -> usize {
     const LEN: [u8; 16] = [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4];
     LEN[(b >> 4) as usize] as usize
-}
-
-fn memchr_nul(s: &[u8]) -> Option<usize> {
-    s.iter().position(|&c| c == 0)
 }

@@ -12,8 +12,6 @@ pub struct ModelProto {
     pub trainer_spec: Option<TrainerSpec>,
     #[prost(message, optional, tag = "3")]
     pub normalizer_spec: Option<NormalizerSpec>,
-    #[prost(message, optional, tag = "5")]
-    pub denormalizer_spec: Option<NormalizerSpec>,
 }
 
 #[derive(Clone, PartialEq, Message)]

@@ -398,11 +398,9 @@ impl Lattice {
         let mut fwd = vec![0f64; self.nodes.len()];
         for pos in 0..self.begins.len() {
             for &r in &self.begins[pos] {
-                fwd[r] = log_sum_exp(
-                    self.ends[pos]
-                        .iter()
-                        .map(|&l| alpha * self.nodes[l].score as f64 + fwd[l]),
-                );
+                fwd[r] = log_sum_exp(&self.ends[pos], |l| {
+                    alpha * self.nodes[l].score as f64 + fwd[l]
+                });
             }
         }
         let mut path = Vec::new();
@@ -434,13 +432,16 @@ impl Lattice {
     }
 }
 
-fn log_sum_exp(xs: impl Iterator<Item = f64>) -> f64 {
-    let xs: Vec<f64> = xs.collect();
-    let max = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+/// `ln Σ exp(x(i))` over `items`, computed without overflow (two passes, no allocation).
+fn log_sum_exp(items: &[usize], x: impl Fn(usize) -> f64) -> f64 {
+    let max = items
+        .iter()
+        .map(|&i| x(i))
+        .fold(f64::NEG_INFINITY, f64::max);
     if max == f64::NEG_INFINITY {
         return max;
     }
-    max + xs.iter().map(|x| (x - max).exp()).sum::<f64>().ln()
+    max + items.iter().map(|&i| (x(i) - max).exp()).sum::<f64>().ln()
 }
 
 /// A small seeded generator (SplitMix64) for reproducible sampling; not cryptographic.

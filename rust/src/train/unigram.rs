@@ -32,10 +32,8 @@ use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::count::PieceCounts;
+use crate::spm::SPACE_CHAR as SPACE;
 use crate::trie::Trie;
-
-/// SentencePiece's whitespace mark.
-pub const SPACE: char = '\u{2581}';
 
 /// Trainer options (SentencePiece's defaults).
 #[derive(Clone, Debug)]
@@ -919,7 +917,6 @@ pub fn model_bytes(
             remove_extra_whitespaces: Some(true),
             escape_whitespaces: Some(true),
         }),
-        denormalizer_spec: None,
     }
     .encode_to_vec()
 }
