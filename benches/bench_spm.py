@@ -16,15 +16,10 @@ splintr) have no SentencePiece ``.model`` loader in the versions installed here.
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-from timing import interpreter_for, pin_to_one_cpu, time_passes
+from timing import measure, mismatches, pin_to_one_cpu, read_corpus, run_worker
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parents[1] / "shared"
@@ -35,39 +30,26 @@ LIBS = ("ferrotok", "sentencepiece", "kitoken")
 
 def worker(lib: str, model: str, corpus: str, max_docs: int | None) -> None:
     pin_to_one_cpu()
-    with gzip.open(corpus, "rt", encoding="utf-8") as f:
-        docs = [json.loads(line)["text"] for line in f if line.strip()][:max_docs]
-    t0 = time.perf_counter()
-    if lib == "ferrotok":
-        import ferrotok
 
-        encode = ferrotok.SentencePiece.from_file(model).encode
-    elif lib == "kitoken":
-        import kitoken
+    def load():
+        if lib == "ferrotok":
+            import ferrotok
 
-        encode = kitoken.Kitoken.from_sentencepiece_file(model).encode
-    else:
+            return ferrotok.SentencePiece.from_file(model).encode
+        if lib == "kitoken":
+            import kitoken
+
+            return kitoken.Kitoken.from_sentencepiece_file(model).encode
         import sentencepiece
 
-        encode = sentencepiece.SentencePieceProcessor(model_file=model).encode
-    out: dict = {"lib": lib, "load_ms": (time.perf_counter() - t0) * 1e3}
-    out.update(time_passes(encode, docs))
-    print(RESULT + json.dumps(out), flush=True)
+        return sentencepiece.SentencePieceProcessor(model_file=model).encode
+
+    measure(RESULT, lib, load, read_corpus(corpus, max_docs))
 
 
 def run(lib: str, model: Path, corpus: Path, max_docs: int | None) -> dict:
-    python = interpreter_for(lib)
-    if python is None:
-        return {"lib": lib, "skipped": "not installed"}
-    env = dict(os.environ, FERROTOK_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", RAYON_NUM_THREADS="1")
-    cmd = [python, __file__, "--worker", lib, "--model", str(model), "--corpus-file", str(corpus)]
-    if max_docs:
-        cmd += ["--max-docs", str(max_docs)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-    for line in proc.stdout.splitlines():
-        if line.startswith(RESULT):
-            return json.loads(line[len(RESULT) :])
-    return {"lib": lib, "skipped": (proc.stderr.strip().splitlines() or ["no output"])[-1][:100]}
+    args = ["--model", str(model), "--corpus-file", str(corpus)]
+    return run_worker(lib, __file__, args + (["--max-docs", str(max_docs)] if max_docs else []), RESULT)
 
 
 def main() -> None:
@@ -100,18 +82,7 @@ def main() -> None:
                 if "skipped" in r:
                     print(f"{head} skipped: {r['skipped']}")
                     continue
-                bad = (
-                    "n/a"
-                    if ref is None
-                    else str(
-                        sum(
-                            a != b or c != b
-                            for a, c, b in zip(
-                                r["cold_hashes"], r["warm_hashes"], ref["cold_hashes"], strict=True
-                            )
-                        )
-                    )
-                )
+                bad = mismatches(r, ref)
                 print(f"{head} {r['load_ms']:>8.1f} {r['cold']:>10.2f} {r['warm']:>10.2f} {bad:>11}")
 
 

@@ -22,7 +22,6 @@ ferrotok from the file, to show that memory follows the distinct pieces, not the
 from __future__ import annotations
 
 import argparse
-import gzip
 import hashlib
 import json
 import os
@@ -33,6 +32,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import peers
+from timing import read_corpus
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parents[1] / "shared"
@@ -45,11 +47,7 @@ def peak_mb() -> float:
 
 
 def load_docs(corpora: list[str]) -> list[str]:
-    docs: list[str] = []
-    for name in corpora:
-        with gzip.open(SHARED / "corpus" / f"{name}.jsonl.gz", "rt", encoding="utf-8") as f:
-            docs += [json.loads(line)["text"] for line in f if line.strip()]
-    return docs
+    return [d for name in corpora for d in read_corpus(SHARED / "corpus" / f"{name}.jsonl.gz", None)]
 
 
 def vocab_hash(tokens: list[bytes]) -> str:
@@ -59,12 +57,8 @@ def vocab_hash(tokens: list[bytes]) -> str:
 def train_ferrotok(data, vocab_size: int) -> list[bytes]:
     import ferrotok
 
-    kwargs = (
-        {"files": data} if isinstance(data, list) and data and isinstance(data[0], Path) else {"data": data}
-    )
-    enc = ferrotok.train_bpe(
-        vocab_size=vocab_size, pattern=PATTERN, min_frequency=2, progress=False, **kwargs
-    )
+    # data: the documents, or [Path] of a file (streamed)
+    enc = ferrotok.train_bpe(data, vocab_size, pattern=PATTERN, min_frequency=2, progress=False)
     return [enc.decode_single_token_bytes(i) for i in range(enc.n_vocab)]
 
 
@@ -73,7 +67,7 @@ def train_hf(docs: list[str], vocab_size: int) -> list[bytes]:
     import tokenizers
 
     pre = tokenizers.pre_tokenizers
-    regex = ferrotok.get_encoding(PATTERN).pattern.replace(r"\p{N}{1,3}+", r"\p{N}{1,3}")
+    regex = peers.oniguruma(ferrotok.get_encoding(PATTERN).pattern)
     tok = tokenizers.Tokenizer(tokenizers.models.BPE())
     tok.pre_tokenizer = pre.Sequence(
         [
@@ -85,9 +79,7 @@ def train_hf(docs: list[str], vocab_size: int) -> list[bytes]:
         vocab_size=vocab_size, min_frequency=2, initial_alphabet=pre.ByteLevel.alphabet(), show_progress=False
     )
     tok.train_from_iterator(docs, trainer)
-    printable = [*range(33, 127), *range(161, 173), *range(174, 256)]
-    char_byte = {chr(b): b for b in printable}
-    char_byte.update({chr(256 + i): b for i, b in enumerate(b for b in range(256) if b not in printable)})
+    char_byte = {c: b for b, c in peers._bytes_to_unicode().items()}
     by_id = {i: s for s, i in tok.get_vocab().items()}
     return [bytes(char_byte[c] for c in by_id[i]) for i in range(len(by_id))]
 

@@ -19,15 +19,10 @@ or cannot load the file is listed as skipped with the reason.
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-from timing import interpreter_for, pin_to_one_cpu, time_passes
+from timing import measure, mismatches, pin_to_one_cpu, read_corpus, run_worker
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parents[1] / "shared"
@@ -35,12 +30,6 @@ DEFAULT_JSON = SHARED / "vocab" / "bert-uncased-minilm.tokenizer.json"
 FIXTURE_JSON = HERE.parent / "tests" / "data" / "bert-uncased.tokenizer.json"
 RESULT = "@@bench_wordpiece "
 LIBS = ("ferrotok", "tokenizers", "splintr", "tokie", "kitoken")
-
-
-def read_corpus(path: Path, max_docs: int | None) -> list[str]:
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        docs = [json.loads(line)["text"] for line in f if line.strip()]
-    return docs[:max_docs] if max_docs else docs
 
 
 # -- the worker: one library, one process ------------------------------------------------------
@@ -88,37 +77,15 @@ def build(lib: str, path: str):
 
 def worker(lib: str, path: str, corpus: str, max_docs: int | None) -> None:
     pin_to_one_cpu()
-    docs = read_corpus(Path(corpus), max_docs)
-    t0 = time.perf_counter()
-    encode = build(lib, path)
-    out: dict = {"lib": lib, "load_ms": (time.perf_counter() - t0) * 1e3}
-    out.update(time_passes(encode, docs))
-    print(RESULT + json.dumps(out), flush=True)
+    measure(RESULT, lib, lambda: build(lib, path), read_corpus(corpus, max_docs))
 
 
 # -- the driver -------------------------------------------------------------------------------
 
 
 def run(lib: str, path: Path, corpus: Path, max_docs: int | None) -> dict:
-    python = interpreter_for(lib)  # the library names are their modules' names
-    if python is None:
-        return {"lib": lib, "skipped": "not installed"}
-    env = dict(
-        os.environ,
-        RAYON_NUM_THREADS="1",
-        FERROTOK_NUM_THREADS="1",
-        TOKENIZERS_PARALLELISM="false",
-        OPENBLAS_NUM_THREADS="1",  # numpy's BLAS threads would spin on the pinned CPU
-    )
-    cmd = [python, __file__, "--worker", lib, "--tokenizer", str(path), "--corpus-file", str(corpus)]
-    if max_docs:
-        cmd += ["--max-docs", str(max_docs)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-    for line in proc.stdout.splitlines():
-        if line.startswith(RESULT):
-            return json.loads(line[len(RESULT) :])
-    reason = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-    return {"lib": lib, "skipped": reason[:100]}
+    args = ["--tokenizer", str(path), "--corpus-file", str(corpus)]
+    return run_worker(lib, __file__, args + (["--max-docs", str(max_docs)] if max_docs else []), RESULT)
 
 
 def main() -> None:
@@ -146,15 +113,7 @@ def main() -> None:
         if "skipped" in r:
             print(f"{r['lib']:<12} skipped: {r['skipped']}")
             continue
-        if ref is None:
-            bad = "n/a"
-        else:
-            bad = str(
-                sum(
-                    a != b or c != b
-                    for a, c, b in zip(r["cold_hashes"], r["warm_hashes"], ref["cold_hashes"], strict=True)
-                )
-            )
+        bad = mismatches(r, ref)
         print(f"{r['lib']:<12} {r['load_ms']:>9.1f} {r['cold']:>10.2f} {r['warm']:>10.2f} {bad:>11}")
     n_docs = len(results[0].get("cold_hashes", [])) if results else 0
     print(f"\n{n_docs} documents, {results[0].get('bytes', 0) / 1e6:.2f} MB")

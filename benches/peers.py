@@ -173,6 +173,13 @@ def _tiktoken(tiktoken: Any, encoding: str, rank_file: Path) -> Peer:
     )
 
 
+def oniguruma(pattern: str) -> str:
+    """An official split pattern as HF tokenizers' regex engine (Oniguruma) must read it."""
+    # Oniguruma reads "{1,3}+" as "({1,3})+", i.e. any run of digits, not as
+    # possessive; plain "{1,3}" ends its alternative, so it is equivalent there.
+    return pattern.replace(r"\p{N}{1,3}+", r"\p{N}{1,3}")
+
+
 def _bytes_to_unicode() -> dict[int, str]:
     """GPT-2's byte -> printable-char table that HF ByteLevel vocabularies use."""
     printable = [
@@ -212,9 +219,7 @@ def _tokenizers(tokenizers: Any, encoding: str, rank_file: Path) -> Peer:
         ignore_merges=True,
     )
     tok = tokenizers.Tokenizer(model)
-    # Oniguruma reads "{1,3}+" as "({1,3})+", i.e. any run of digits, not as
-    # possessive; plain "{1,3}" ends its alternative, so it is equivalent there.
-    pattern = OFFICIAL_PATTERNS[encoding].replace(r"\p{N}{1,3}+", r"\p{N}{1,3}")
+    pattern = oniguruma(OFFICIAL_PATTERNS[encoding])
     pre = tokenizers.pre_tokenizers
     tok.pre_tokenizer = pre.Sequence(
         [

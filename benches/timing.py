@@ -1,8 +1,10 @@
-"""What the per-library benchmarks share: finding an interpreter that has a peer installed,
-pinning a worker to one CPU, and timing two passes."""
+"""What the per-library benchmarks share: running each library in a worker process (found in
+this interpreter or another one that has the peer installed), pinned to one CPU, timing two
+passes, and counting the documents whose ids differ from the reference's."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -24,6 +26,56 @@ def interpreter_for(module: str) -> str | None:
         if probe.returncode == 0:
             return python
     return None
+
+
+def read_corpus(path: str | os.PathLike[str], max_docs: int | None) -> list[str]:
+    """The ``text`` of each line of a gzipped JSON-lines file (the first ``max_docs``)."""
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        docs = [json.loads(line)["text"] for line in f if line.strip()]
+    return docs[:max_docs] if max_docs else docs
+
+
+def measure(
+    marker: str, lib: str, load: Callable[[], Callable[[str], Iterable[int]]], docs: list[str]
+) -> None:
+    """The worker's side: times ``load()`` (the encoder) and two passes over ``docs``, and prints
+    the result as one ``marker``-prefixed JSON line for :func:`run_worker`."""
+    t0 = time.perf_counter()
+    encode = load()
+    out: dict = {"lib": lib, "load_ms": (time.perf_counter() - t0) * 1e3}
+    out.update(time_passes(encode, docs))
+    print(marker + json.dumps(out), flush=True)
+
+
+def run_worker(lib: str, script: str, args: list[str], marker: str) -> dict:
+    """The driver's side: runs ``script --worker lib *args`` in an interpreter that can import
+    ``lib``, every thread pool capped at one; the worker's result, or ``{"skipped": why}``."""
+    python = interpreter_for(lib)  # the library names are their modules' names
+    if python is None:
+        return {"lib": lib, "skipped": "not installed"}
+    env = dict(
+        os.environ,
+        RAYON_NUM_THREADS="1",
+        FERROTOK_NUM_THREADS="1",
+        TOKENIZERS_PARALLELISM="false",
+        OPENBLAS_NUM_THREADS="1",  # numpy's BLAS threads would spin on the pinned CPU
+    )
+    proc = subprocess.run(
+        [python, script, "--worker", lib, *args], capture_output=True, text=True, env=env, check=False
+    )
+    for line in proc.stdout.splitlines():
+        if line.startswith(marker):
+            return json.loads(line[len(marker) :])
+    reason = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+    return {"lib": lib, "skipped": reason[:100]}
+
+
+def mismatches(result: dict, ref: dict | None) -> str:
+    """Documents whose ids, in either pass, differ from the reference's first pass."""
+    if ref is None:
+        return "n/a"
+    pairs = zip(result["cold_hashes"], result["warm_hashes"], ref["cold_hashes"], strict=True)
+    return str(sum(a != b or c != b for a, c, b in pairs))
 
 
 def pin_to_one_cpu() -> None:

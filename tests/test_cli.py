@@ -8,7 +8,7 @@ import sys
 import ferrotok
 import numpy as np
 import pytest
-from conftest import ENCODINGS
+from conftest import ENCODINGS, fixture_corpus
 from ferrotok.cli import main
 
 TEXT = "Hello, wörld!\r\n\tCode:  x = 1  # 😀\n<|endoftext|> end  \n"
@@ -137,8 +137,6 @@ def test_main_in_process(text_file, capsys):
 
 @pytest.fixture
 def corpus_file(tmp_path):
-    from conftest import fixture_corpus
-
     path = tmp_path / "corpus.txt"
     path.write_text("\n".join(fixture_corpus()), encoding="utf-8")
     return path

@@ -14,7 +14,7 @@ from conftest import fixture_corpus, shared_corpus
 from ferrotok import _core
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from train_reference import BYTE_ORDER
+from train_reference import BYTE_ORDER, PRINTABLE
 from train_reference import train as reference_train
 
 PATTERNS = ["gpt2", "cl100k_base", "o200k_base"]
@@ -75,8 +75,9 @@ def _hf_bpe_trainer_tokens(docs: list[str], pattern: str, vocab_size: int) -> li
         vocab_size=vocab_size, min_frequency=2, initial_alphabet=pre.ByteLevel.alphabet(), show_progress=False
     )
     tok.train_from_iterator(docs, trainer)
-    char_byte = {chr(b): b for b in BYTE_ORDER[:188]}
-    char_byte.update({chr(256 + i): b for i, b in enumerate(BYTE_ORDER[188:])})
+    n = len(PRINTABLE)
+    char_byte = {chr(b): b for b in BYTE_ORDER[:n]}
+    char_byte.update({chr(256 + i): b for i, b in enumerate(BYTE_ORDER[n:])})
     by_id = {i: s for s, i in tok.get_vocab().items()}
     return [bytes(char_byte[c] for c in by_id[i]) for i in range(len(by_id))]
 
@@ -409,8 +410,8 @@ def test_unigram_compresses_like_sentencepiece_on_the_fixture():
     # compare on the training text here; the shared corpora below give the held-out figure.
     docs = fixture_corpus()
     ours = ferrotok.train_unigram(docs, 2000, progress=False)
-    ref = _spm_unigram(_lines(docs), 2000)
     lines = _lines(docs)
+    ref = _spm_unigram(lines, 2000)
     ratio = sum(len(ours.encode(x)) for x in lines) / sum(len(ref.encode(x)) for x in lines)
     assert abs(ratio - 1) < 0.03, ratio
 
@@ -450,9 +451,7 @@ def test_unigram_keeps_the_alphabet_and_user_symbols(unigram):
     counts = Counter(text.replace(" ", ""))
     common = [c for c, n in counts.items() if n >= 50]
     assert all(c in pieces for c in common)
-    assert unigram.encode_as_pieces("a<sep>b")[1:3] == ["<sep>", "b"] or "<sep>" in unigram.encode_as_pieces(
-        "a<sep>b"
-    )
+    assert "<sep>" in unigram.encode_as_pieces("a<sep>b")
 
 
 def test_unigram_pieces_respect_word_script_and_digit_boundaries(unigram):

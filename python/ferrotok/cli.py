@@ -13,9 +13,9 @@ Examples::
     ferrotok train corpus.txt --model wordpiece --vocab-size 30000 --out vocab.txt
     ferrotok train corpus.txt --model unigram --vocab-size 16000 --out my.model
 
-Input is read from FILE, or from standard input when FILE is ``-`` or omitted; text must be
-UTF-8. ``decode`` writes the text exactly, with no newline added. Errors print one line,
-``ferrotok: error: ...``, and exit with status 2.
+``encode`` and ``decode`` read FILE, or standard input when FILE is ``-`` or omitted; ``train``
+reads its files, streamed. Text must be UTF-8. ``decode`` writes the text exactly, with no
+newline added. Errors print one line, ``ferrotok: error: ...``, and exit with status 2.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import sys
 
 import numpy as np
 
-from . import __version__, get_encoding, list_encodings
+from . import __version__, get_encoding, list_encodings, train_bpe, train_unigram, train_wordpiece
 
 __all__ = ["main"]
 
@@ -116,28 +116,25 @@ def _decode(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from . import train_bpe, train_unigram, train_wordpiece
-
     progress = not args.quiet
     common = {"files": args.files, "vocab_size": args.vocab_size, "progress": progress}
     if args.min_frequency is not None:
         if args.model == "unigram":
             raise _Error("--min-frequency applies to bpe and wordpiece only")
         common["min_frequency"] = args.min_frequency
-    specials = args.special or []
+    if args.special:  # else each trainer's own default
+        common["special_tokens"] = args.special
     if args.model == "bpe":
-        enc = train_bpe(pattern=args.pattern, special_tokens=specials, **common)
+        enc = train_bpe(pattern=args.pattern, **common)
         save = enc.save_tiktoken if args.out.endswith(".tiktoken") else enc.save
         save(args.out)
         size = enc.n_vocab
     elif args.model == "wordpiece":
-        tok = train_wordpiece(
-            special_tokens=specials or ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"), **common
-        )
+        tok = train_wordpiece(**common)
         tok.save_vocab(args.out)
         size = tok.vocab_size
     else:
-        sp = train_unigram(special_tokens=specials, **common)
+        sp = train_unigram(**common)
         sp.save(args.out)
         size = sp.vocab_size
     print(f"{args.model}: {size} tokens -> {args.out}")

@@ -88,10 +88,8 @@ class Encoding:
         >>> enc = Encoding.from_tiktoken("my.tiktoken", pattern="cl100k_base",
         ...                              special_tokens={"<|endoftext|>": 100257})  # doctest: +SKIP
         """
-        if pattern in _core.embedded_encodings():
-            pattern = _core.CoreBPE.embedded(pattern).pattern
         specials = list((special_tokens or {}).items())
-        core = _core.CoreBPE.from_tiktoken(os.fspath(path), pattern, specials)
+        core = _core.CoreBPE.from_tiktoken(os.fspath(path), _pattern_of(pattern), specials)
         return cls(core, name if name is not None else os.path.basename(os.fspath(path)))
 
     @classmethod
@@ -254,8 +252,7 @@ class Encoding:
         """
         if isinstance(texts, (str, bytes)):
             raise TypeError("encode_batch() expects an iterable of str, not a single str or bytes")
-        if num_threads is not None and num_threads < 1:
-            raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+        _check_threads(num_threads)
         allowed, disallowed = self._special_args(allowed_special, disallowed_special)
         extra = [s for s in disallowed if s not in self._special and s]
         if extra:
@@ -319,6 +316,16 @@ class Encoding:
         if token is None:
             raise KeyError(text_or_bytes)
         return token
+
+
+def _pattern_of(pattern: str) -> str:
+    """``pattern``, or the split pattern of the embedded encoding it names."""
+    return get_encoding(pattern).pattern if pattern in _core.embedded_encodings() else pattern
+
+
+def _check_threads(num_threads: int | None) -> None:
+    if num_threads is not None and num_threads < 1:
+        raise ValueError(f"num_threads must be >= 1, got {num_threads}")
 
 
 def _from_compact(name: str, data: bytes, pattern: str, special_tokens: Mapping[str, int]) -> Encoding:

@@ -163,19 +163,19 @@ class Tokenizer:
 
         >>> tok = Tokenizer.from_vocab("vocab.txt", lowercase=False)  # doctest: +SKIP
         """
-        options = {
-            "lowercase": bool(lowercase),
-            "strip_accents": None if strip_accents is None else bool(strip_accents),
-            "clean_text": bool(clean_text),
-            "handle_chinese_chars": bool(handle_chinese_chars),
-            "unk_token": unk_token,
-            "sep_token": sep_token,
-            "cls_token": cls_token,
-            "pad_token": pad_token,
-            "mask_token": mask_token,
-            "wordpieces_prefix": wordpieces_prefix,
-            "max_input_chars_per_word": _non_negative(max_input_chars_per_word, "max_input_chars_per_word"),
-        }
+        options = _vocab_options(
+            lowercase=lowercase,
+            strip_accents=strip_accents,
+            clean_text=clean_text,
+            handle_chinese_chars=handle_chinese_chars,
+            unk_token=unk_token,
+            sep_token=sep_token,
+            cls_token=cls_token,
+            pad_token=pad_token,
+            mask_token=mask_token,
+            wordpieces_prefix=wordpieces_prefix,
+            max_input_chars_per_word=max_input_chars_per_word,
+        )
         origin = os.fspath(path)
         with open(origin, encoding="utf-8") as f:
             text = f.read()
@@ -307,7 +307,7 @@ class Tokenizer:
 
         >>> tok.save_vocab("vocab.txt")  # doctest: +SKIP
         """
-        table = self._core.id_to_token_table()
+        table = self._id_table()
         missing = [i for i, t in enumerate(table) if t is None]
         if missing:
             raise ValueError(f"id {missing[0]} has no token: a vocab.txt cannot hold a gap")
@@ -320,14 +320,17 @@ class Tokenizer:
 
     def token_to_id(self, token: str) -> int | None:
         """The id of ``token``, or ``None``."""
-        if not isinstance(token, str):
-            raise TypeError(f"token must be a str, got {type(token).__name__}")
+        _check_str(token, "token")
         return self._core.token_to_id(token)
 
-    def _tokens_of(self, ids: npt.NDArray[Any], attention_mask: npt.NDArray[Any]) -> list[str]:
+    def _id_table(self) -> list[str | None]:
+        """Token of each id (cached: the vocabulary never changes)."""
         if self._table is None:
             self._table = self._core.id_to_token_table()
-        table = self._table
+        return self._table
+
+    def _tokens_of(self, ids: npt.NDArray[Any], attention_mask: npt.NDArray[Any]) -> list[str]:
+        table = self._id_table()
         pad = self._core.padding
         pad_token = pad[5] if pad is not None else "[PAD]"
         return [
@@ -428,6 +431,36 @@ def _rebuild(
     if padding is not None:
         tok = tok.enable_padding(**padding)
     return tok
+
+
+def _vocab_options(
+    *,
+    lowercase: bool = True,
+    strip_accents: bool | None = None,
+    clean_text: bool = True,
+    handle_chinese_chars: bool = True,
+    unk_token: str = "[UNK]",
+    sep_token: str = "[SEP]",
+    cls_token: str = "[CLS]",
+    pad_token: str = "[PAD]",
+    mask_token: str = "[MASK]",
+    wordpieces_prefix: str = "##",
+    max_input_chars_per_word: int = 100,
+) -> dict[str, Any]:
+    """The options of a vocab.txt tokenizer (``Tokenizer.from_vocab``), checked."""
+    return {
+        "lowercase": bool(lowercase),
+        "strip_accents": None if strip_accents is None else bool(strip_accents),
+        "clean_text": bool(clean_text),
+        "handle_chinese_chars": bool(handle_chinese_chars),
+        "unk_token": unk_token,
+        "sep_token": sep_token,
+        "cls_token": cls_token,
+        "pad_token": pad_token,
+        "mask_token": mask_token,
+        "wordpieces_prefix": wordpieces_prefix,
+        "max_input_chars_per_word": _non_negative(max_input_chars_per_word, "max_input_chars_per_word"),
+    }
 
 
 def _check_str(value: Any, what: str) -> None:

@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Union
 
 from . import _core
-from .encoding import Encoding
+from .encoding import Encoding, _check_threads, _pattern_of
 from .sentencepiece import SentencePiece
-from .tokenizer import Tokenizer
+from .tokenizer import Tokenizer, _vocab_options
 
 __all__ = ["train_bpe", "train_unigram", "train_wordpiece"]
 
@@ -52,6 +52,11 @@ class _Progress:
             self._last = ""
 
 
+def _check_vocab_size(vocab_size: object) -> None:
+    if not isinstance(vocab_size, int) or isinstance(vocab_size, bool):
+        raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__}")
+
+
 def _check_specials(special_tokens: Iterable[str]) -> list[str]:
     specials = list(special_tokens)
     for i, s in enumerate(specials):
@@ -63,11 +68,6 @@ def _check_specials(special_tokens: Iterable[str]) -> list[str]:
             raise ValueError(f"special token {s!r} is listed twice")
         seen.add(s)
     return specials
-
-
-def _check_threads(num_threads: int | None) -> None:
-    if num_threads is not None and num_threads < 1:
-        raise ValueError(f"num_threads must be >= 1, got {num_threads}")
 
 
 def _check_min_frequency(min_frequency: int) -> None:
@@ -110,14 +110,15 @@ def train_bpe(
     GPT-2's order, so Hugging Face's ``BpeTrainer`` breaks ties the same way). The result
     saves with :meth:`Encoding.save` (tokenizer.json) and :meth:`Encoding.save_tiktoken`.
 
-    ``progress``: ``True`` prints to stderr; a callable gets ``(stage, done, total)``.
+    ``num_threads`` (default: every core, capped by ``FERROTOK_NUM_THREADS``) counts the pieces
+    in parallel; the merges run on one thread. ``progress``: ``True`` prints to stderr; a
+    callable gets ``(stage, done, total)``.
 
     >>> enc = train_bpe(["low lower lowest"] * 100, 260, progress=False)
     >>> enc.n_vocab
     260
     """
-    if not isinstance(vocab_size, int) or isinstance(vocab_size, bool):
-        raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__}")
+    _check_vocab_size(vocab_size)
     specials = _check_specials(special_tokens)
     if vocab_size < 256 + len(specials):
         raise ValueError(
@@ -126,10 +127,8 @@ def train_bpe(
         )
     _check_min_frequency(min_frequency)
     _check_threads(num_threads)
-    if pattern in _core.embedded_encodings():
-        pattern = _core.CoreBPE.embedded(pattern).pattern
     report = _Progress(progress)
-    counter = _count(_core.PieceCounter(pattern, num_threads), data, files, report)
+    counter = _count(_core.PieceCounter(_pattern_of(pattern), num_threads), data, files, report)
     n_tokens = vocab_size - len(specials)
     core, _ = counter.train_bpe(n_tokens, min_frequency, specials, lambda n: report("merge", n, n_tokens))
     report.end()
@@ -224,8 +223,7 @@ def train_wordpiece(
     >>> tok.encode("lowest", add_special_tokens=False).tokens
     ['lowest']
     """
-    if not isinstance(vocab_size, int) or isinstance(vocab_size, bool):
-        raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__}")
+    _check_vocab_size(vocab_size)
     specials = _check_specials(special_tokens)
     if "[UNK]" not in specials:
         raise ValueError("special_tokens must include the unknown token '[UNK]'")
@@ -237,11 +235,26 @@ def train_wordpiece(
         raise ValueError(f"limit_alphabet must be >= 1 or None, got {limit_alphabet}")
     if not wordpieces_prefix:
         raise ValueError("wordpieces_prefix must not be empty")
-    report = _Progress(progress)
-    counter = _core.PieceCounter.bert(
-        bool(lowercase), strip_accents, bool(clean_text), bool(handle_chinese_chars), num_threads
+    options = _vocab_options(
+        lowercase=lowercase,
+        strip_accents=strip_accents,
+        clean_text=clean_text,
+        handle_chinese_chars=handle_chinese_chars,
+        wordpieces_prefix=wordpieces_prefix,
     )
-    _count(counter, data, files, report)
+    report = _Progress(progress)
+    counter = _count(
+        _core.PieceCounter.bert(
+            options["lowercase"],
+            options["strip_accents"],
+            options["clean_text"],
+            options["handle_chinese_chars"],
+            num_threads,
+        ),
+        data,
+        files,
+        report,
+    )
     tokens = counter.train_wordpiece(
         vocab_size,
         min_frequency,
@@ -251,28 +264,6 @@ def train_wordpiece(
         lambda n: report("merge", n, vocab_size),
     )
     report.end()
-    if len(tokens) > vocab_size:
-        n_chars = sum(
-            1 for t in tokens if len(t) == 1 + len(wordpieces_prefix) and t.startswith(wordpieces_prefix)
-        )
-        raise ValueError(
-            f"vocab_size {vocab_size} is below the base alphabet: {len(specials)} special tokens and "
-            f"{n_chars} characters, each with and without {wordpieces_prefix!r}; raise vocab_size "
-            "or lower limit_alphabet"
-        )
-    options = {
-        "lowercase": bool(lowercase),
-        "strip_accents": None if strip_accents is None else bool(strip_accents),
-        "clean_text": bool(clean_text),
-        "handle_chinese_chars": bool(handle_chinese_chars),
-        "unk_token": "[UNK]",
-        "sep_token": "[SEP]",
-        "cls_token": "[CLS]",
-        "pad_token": "[PAD]",
-        "mask_token": "[MASK]",
-        "wordpieces_prefix": wordpieces_prefix,
-        "max_input_chars_per_word": 100,
-    }
     return Tokenizer._from_vocab_text("\n".join(tokens) + "\n", "trained vocabulary", options)
 
 
@@ -307,8 +298,7 @@ def train_unigram(
     >>> sp.encode_as_pieces("the cat")  # doctest: +SKIP
     ['▁the', '▁cat']
     """
-    if not isinstance(vocab_size, int) or isinstance(vocab_size, bool):
-        raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__}")
+    _check_vocab_size(vocab_size)
     specials = _check_specials(special_tokens)
     reserved = {"<unk>", "<s>", "</s>"}
     clash = [s for s in specials if s in reserved]

@@ -6,12 +6,16 @@ use rustc_hash::FxHashMap;
 
 use super::count::PieceCounts;
 use super::merges::Merger;
+use crate::error::{Error, Result};
 
 /// Trains on word counts. The vocabulary is the special tokens, then the alphabet (the
 /// `limit_alphabet` most frequent characters, by code point), then each alphabet character
 /// with the prefix (by code point), then the learned tokens, until `vocab_size` tokens or no
 /// pair occurs `min_frequency` times. Characters outside the alphabet are left out of the
 /// words, as Hugging Face does. `progress` is told the number of tokens now and then.
+///
+/// A `vocab_size` too small for the special tokens and the alphabet (with and without the
+/// prefix) is an error, found before any merge.
 pub fn train(
     counts: &PieceCounts,
     vocab_size: usize,
@@ -20,7 +24,7 @@ pub fn train(
     prefix: &str,
     limit_alphabet: Option<usize>,
     progress: &mut dyn FnMut(usize),
-) -> Vec<String> {
+) -> Result<Vec<String>> {
     let mut freq: FxHashMap<char, u64> = FxHashMap::default();
     for (word, n) in counts.iter() {
         for c in word.chars() {
@@ -34,6 +38,18 @@ pub fn train(
     }
     let mut alphabet: Vec<char> = alphabet.into_iter().map(|(c, _)| c).collect();
     alphabet.sort_unstable();
+    if specials.len() + 2 * alphabet.len() > vocab_size {
+        return Err(Error::invalid(
+            "train_wordpiece",
+            format!(
+                "vocab_size {vocab_size} is below the base alphabet: {} special tokens and {} \
+                 characters, each with and without {prefix:?}; raise vocab_size or lower \
+                 limit_alphabet",
+                specials.len(),
+                alphabet.len()
+            ),
+        ));
+    }
 
     let mut tokens: Vec<String> = Vec::new();
     let mut ids: FxHashMap<String, u32> = FxHashMap::default();
@@ -85,7 +101,7 @@ pub fn train(
         }
     }
     progress(tokens.len());
-    tokens
+    Ok(tokens)
 }
 
 #[cfg(test)]
@@ -99,7 +115,7 @@ mod tests {
         counts.add("hugs", 5);
         counts.add("bug", 3);
         let specials = vec!["[UNK]".to_string()];
-        let v = train(&counts, 100, 1, &specials, "##", None, &mut |_| {});
+        let v = train(&counts, 100, 1, &specials, "##", None, &mut |_| {}).unwrap();
         assert_eq!(&v[..6], ["[UNK]", "b", "g", "h", "s", "u"]);
         assert_eq!(&v[6..11], ["##b", "##g", "##h", "##s", "##u"]);
         // (##u, ##g) occurs 18 times, then (h, ##ug) 15, (hug, ##s) 5, (b, ##ug) 3
@@ -111,7 +127,7 @@ mod tests {
         let mut counts = PieceCounts::new();
         counts.add("aab", 5);
         counts.add("z", 1);
-        let v = train(&counts, 5, 1, &[], "##", Some(2), &mut |_| {});
+        let v = train(&counts, 5, 1, &[], "##", Some(2), &mut |_| {}).unwrap();
         assert_eq!(v, ["a", "b", "##a", "##b", "aa"]); // no "z": it is outside the alphabet
     }
 }
