@@ -244,19 +244,23 @@ impl BertSplitter {
                         flush(buf, on_word)?;
                     }
                     Ascii::Keep(_) => {
-                        // a run of ASCII word characters in one go
-                        let run = bytes[i..]
-                            .iter()
-                            .position(|&c| {
-                                c >= 0x80 || !matches!(self.ascii[c as usize], Ascii::Keep(_))
-                            })
-                            .unwrap_or(bytes.len() - i);
-                        buf.word.extend(bytes[i..i + run].iter().map(|&c| {
-                            match self.ascii[c as usize] {
-                                Ascii::Keep(k) => k as char,
-                                _ => c as char,
-                            }
-                        }));
+                        // A run of ASCII word characters in one go: letters and digits 16
+                        // bytes at a time, then any other kept byte (controls, when
+                        // clean_text is off).
+                        let alnum = crate::pretok::ascii_alnum_run(&bytes[i..]);
+                        let run = alnum
+                            + bytes[i + alnum..]
+                                .iter()
+                                .position(|&c| {
+                                    c >= 0x80 || !matches!(self.ascii[c as usize], Ascii::Keep(_))
+                                })
+                                .unwrap_or(bytes.len() - i - alnum);
+                        let start = buf.word.len();
+                        // ASCII, so `i..i + run` are character boundaries
+                        buf.word.push_str(&text[i..i + run]);
+                        if self.norm.lowercase {
+                            buf.word[start..].make_ascii_lowercase();
+                        }
                         buf.align.extend(ci..ci + run as u32);
                         i += run;
                         ci += run as u32;

@@ -103,7 +103,7 @@ fn of_char(cp: u32) -> u8 {
 /// remain after inlining. A test holds these compares to the ASCII table.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn ascii_run(chunk: &[u8; 16], mask: u8, invert: bool) -> usize {
+pub(super) fn ascii_run(chunk: &[u8; 16], mask: u8, invert: bool) -> usize {
     use std::arch::x86_64::*;
     // SAFETY: SSE2 is part of x86_64; the load is unaligned and within `chunk`.
     let (hits, non_ascii) = unsafe {
@@ -147,7 +147,7 @@ fn ascii_run(chunk: &[u8; 16], mask: u8, invert: bool) -> usize {
 
 #[cfg(not(target_arch = "x86_64"))]
 #[inline(always)]
-fn ascii_run(chunk: &[u8; 16], mask: u8, invert: bool) -> usize {
+pub(super) fn ascii_run(chunk: &[u8; 16], mask: u8, invert: bool) -> usize {
     let ascii = &tables().ascii;
     chunk
         .iter()
@@ -303,7 +303,11 @@ mod tests {
                         .iter()
                         .take_while(|&&x| x < 0x80 && (of_char(x as u32) & mask != 0) != invert)
                         .count();
-                    assert_eq!(ascii_run(&chunk, mask, invert), want, "{mask} {invert} {chunk:?}");
+                    assert_eq!(
+                        ascii_run(&chunk, mask, invert),
+                        want,
+                        "{mask} {invert} {chunk:?}"
+                    );
                 }
             }
         }

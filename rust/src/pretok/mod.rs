@@ -15,6 +15,23 @@ pub use self::regex::RegexSplit;
 use crate::error::Result;
 use crate::registry::{CL100K_PATTERN, O200K_PATTERN, R50K_PATTERN};
 
+/// How many leading bytes of `text` are ASCII letters or digits (16 at a time).
+#[inline]
+pub fn ascii_alnum_run(text: &[u8]) -> usize {
+    let mut i = 0;
+    while let Some(chunk) = text.get(i..i + 16) {
+        let run = classes::ascii_run(chunk.try_into().unwrap(), classes::L | classes::N, false);
+        i += run;
+        if run < 16 {
+            return i;
+        }
+    }
+    i + text[i..]
+        .iter()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .count()
+}
+
 /// A split pattern, compiled.
 #[derive(Clone, Debug)]
 pub enum Pretokenizer {
