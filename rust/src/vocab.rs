@@ -327,6 +327,20 @@ impl Vocab {
     }
 }
 
+/// Asks the CPU to start loading the cache line of `value` (a hint: no effect on memory).
+#[inline(always)]
+pub(crate) fn prefetch<T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetching reads nothing and the pointer comes from a reference.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+            (value as *const T).cast(),
+        )
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
+}
+
 /// One slot of [`TokenMap`]: `len == 0` marks an empty slot.
 #[derive(Clone, Copy, Default)]
 struct Slot {
@@ -445,16 +459,9 @@ impl TokenMap {
 
     #[inline(always)]
     fn prefetch(&self, tok: &[u8]) {
-        #[cfg(target_arch = "x86_64")]
         if !tok.is_empty() {
-            let slot: *const Slot = &self.slots[self.home(key_of(tok), tok.len())];
-            // SAFETY: prefetching is a hint with no effect on memory; the pointer is in bounds.
-            unsafe {
-                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(slot.cast())
-            };
+            prefetch(&self.slots[self.home(key_of(tok), tok.len())]);
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = tok;
     }
 
     /// The id of `tok`; `token(id)` gives a stored token's bytes to confirm long keys.

@@ -9,6 +9,9 @@
 //! - [`merge_large`]: a linked list of parts plus a binary heap of candidate pairs ordered
 //!   by (rank, start), so each merge costs O(log n) and a piece of n bytes O(n log n). Stale
 //!   heap entries are skipped by checking them against the part's current pair rank.
+//!
+//! Both ask pair ranks of the per-thread [`PairMemo`] before hashing bytes into the
+//! vocabulary (CJK runs, which take the heap path, repeat the same pairs many times).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -61,8 +64,7 @@ impl PairMemo {
     #[inline(always)]
     pub fn get_or(&mut self, left: Rank, right: Rank, f: impl FnOnce() -> Rank) -> Rank {
         let key = (left as u64) << 32 | right as u64;
-        let slot = (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - MEMO_SLOTS.trailing_zeros()))
-            as usize;
+        let slot = Self::slot(left, right);
         let (k, r) = self.slots[slot];
         if k == key {
             return r;
@@ -70,6 +72,18 @@ impl PairMemo {
         let r = f();
         self.slots[slot] = (key, r);
         r
+    }
+
+    /// Starts loading the memo slot of `(left, right)`.
+    #[inline(always)]
+    fn prefetch(&self, left: Rank, right: Rank) {
+        crate::vocab::prefetch(&self.slots[Self::slot(left, right)]);
+    }
+
+    #[inline(always)]
+    fn slot(left: Rank, right: Rank) -> usize {
+        let key = (left as u64) << 32 | right as u64;
+        (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - MEMO_SLOTS.trailing_zeros())) as usize
     }
 
     #[inline(always)]
@@ -101,6 +115,11 @@ pub fn merge_small(
         id: vocab.byte_rank(piece[i]),
         pair: NONE,
     }));
+    // The first pairs are independent: start all their loads, then read them.
+    for i in 0..n - 1 {
+        memo.prefetch(parts[i].id, parts[i + 1].id);
+        vocab.prefetch(&piece[i..i + 2]);
+    }
     for i in 0..n - 1 {
         parts[i].pair = memo.rank(vocab, piece, i, i + 2, parts[i].id, parts[i + 1].id);
     }
@@ -143,7 +162,7 @@ pub fn merge_small(
 }
 
 /// Merges `piece` in O(n log n) and appends its ids to `out`.
-pub fn merge_large(vocab: &Vocab, piece: &[u8], out: &mut Vec<Rank>) {
+pub fn merge_large(vocab: &Vocab, piece: &[u8], memo: &mut PairMemo, out: &mut Vec<Rank>) {
     let n = piece.len();
     // Parts are identified by their start byte; `next[s]` is the start of the following part
     // (n at the end), `prev[s]` the start of the preceding one (NONE at the beginning).
@@ -153,7 +172,7 @@ pub fn merge_large(vocab: &Vocab, piece: &[u8], out: &mut Vec<Rank>) {
     let mut pair: Vec<Rank> = (0..n)
         .map(|i| {
             if i + 1 < n {
-                pair_rank(vocab, piece, i, i + 2)
+                memo.rank(vocab, piece, i, i + 2, id[i], id[i + 1])
             } else {
                 NONE
             }
@@ -178,7 +197,7 @@ pub fn merge_large(vocab: &Vocab, piece: &[u8], out: &mut Vec<Rank>) {
         let after = next[s] as usize;
         if after < n {
             prev[after] = s as u32;
-            pair[s] = pair_rank(vocab, piece, s, next[after] as usize);
+            pair[s] = memo.rank(vocab, piece, s, next[after] as usize, rank, id[after]);
             if pair[s] != NONE {
                 heap.push(Reverse((pair[s], s as u32)));
             }
@@ -188,7 +207,7 @@ pub fn merge_large(vocab: &Vocab, piece: &[u8], out: &mut Vec<Rank>) {
         let p = prev[s];
         if p != NONE {
             let p = p as usize;
-            pair[p] = pair_rank(vocab, piece, p, after);
+            pair[p] = memo.rank(vocab, piece, p, after, id[p], rank);
             if pair[p] != NONE {
                 heap.push(Reverse((pair[p], p as u32)));
             }
