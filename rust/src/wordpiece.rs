@@ -936,7 +936,7 @@ mod tests {
     #[test]
     fn word_table_keys_are_the_zero_padded_bytes() {
         let words: Vec<Vec<u8>> = (0..=INLINE)
-            .map(|n| (0..n as u8).map(|b| b * 37 + 1).collect())
+            .map(|n| (0..n as u32).map(|b| (b * 37 + 1) as u8).collect())
             .collect();
         for w in &words {
             let mut want = [0u8; 16];
