@@ -360,7 +360,7 @@ struct TokenMap {
 
 /// Packs 1..=8 bytes into a `u64` with a few overlapping loads (no loop, no memcpy call).
 #[inline(always)]
-fn pack_short(b: &[u8]) -> u64 {
+pub(crate) fn pack_short(b: &[u8]) -> u64 {
     let n = b.len();
     debug_assert!((1..=8).contains(&n));
     if n >= 4 {

@@ -197,20 +197,14 @@ impl WordTable {
     fn key(k: &[u8]) -> u128 {
         let n = k.len();
         debug_assert!(n <= INLINE);
-        let le64 = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap());
-        let le32 = |b: &[u8]| u32::from_le_bytes(b.try_into().unwrap()) as u64;
-        let le16 = |b: &[u8]| u16::from_le_bytes(b.try_into().unwrap()) as u64;
-        let (lo, hi) = if n >= 8 {
-            // bytes 8..n are the top n - 8 bytes of the last four (none when n = 8)
-            (le64(&k[..8]), le32(&k[n - 4..]) >> (8 * (12 - n)))
-        } else if n >= 4 {
-            (le32(&k[..4]) | le32(&k[n - 4..]) << (8 * (n - 4)), 0)
-        } else if n >= 2 {
-            (le16(&k[..2]) | le16(&k[n - 2..]) << (8 * (n - 2)), 0)
-        } else if n == 1 {
-            (k[0] as u64, 0)
-        } else {
-            (0, 0)
+        let (lo, hi) = match n {
+            0 => (0, 0),
+            1..=8 => (crate::vocab::pack_short(k), 0),
+            // bytes 8..n are the top n - 8 bytes of the last four
+            _ => (
+                u64::from_le_bytes(k[..8].try_into().unwrap()),
+                u32::from_le_bytes(k[n - 4..].try_into().unwrap()) as u64 >> (8 * (12 - n)),
+            ),
         };
         lo as u128 | (hi as u128) << 64 | ((n + 1) as u128) << 88
     }

@@ -63,8 +63,8 @@ impl PairMemo {
     /// serves one vocabulary: the per-thread caches are per encoding.)
     #[inline(always)]
     pub fn get_or(&mut self, left: Rank, right: Rank, f: impl FnOnce() -> Rank) -> Rank {
-        let key = (left as u64) << 32 | right as u64;
-        let slot = Self::slot(left, right);
+        let key = Self::key(left, right);
+        let slot = Self::slot(key);
         let (k, r) = self.slots[slot];
         if k == key {
             return r;
@@ -77,12 +77,16 @@ impl PairMemo {
     /// Starts loading the memo slot of `(left, right)`.
     #[inline(always)]
     fn prefetch(&self, left: Rank, right: Rank) {
-        crate::vocab::prefetch(&self.slots[Self::slot(left, right)]);
+        crate::vocab::prefetch(&self.slots[Self::slot(Self::key(left, right))]);
     }
 
     #[inline(always)]
-    fn slot(left: Rank, right: Rank) -> usize {
-        let key = (left as u64) << 32 | right as u64;
+    fn key(left: Rank, right: Rank) -> u64 {
+        (left as u64) << 32 | right as u64
+    }
+
+    #[inline(always)]
+    fn slot(key: u64) -> usize {
         (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - MEMO_SLOTS.trailing_zeros())) as usize
     }
 

@@ -16,7 +16,7 @@
 //! | prefetch index slots a group of 32 pieces ahead of their lookups | 73 / 90 | 37 / 94 |
 //! | per-thread memo of (left id, right id) -> pair rank for the merge loop | +10% | +20% |
 //!
-//! Session 4, measured with cl100k_base (first pass, one pinned CPU, MB/s en / code / multi):
+//! Later steps, measured with cl100k_base (first pass, one pinned CPU, MB/s en / code / multi):
 //!
 //! | step | en | code | multi |
 //! |---|---|---|---|
