@@ -256,10 +256,19 @@ impl BertSplitter {
                                 })
                                 .unwrap_or(bytes.len() - i - alnum);
                         let start = buf.word.len();
-                        // ASCII, so `i..i + run` are character boundaries
-                        buf.word.push_str(&text[i..i + run]);
-                        if self.norm.lowercase {
-                            buf.word[start..].make_ascii_lowercase();
+                        if run == alnum && run <= 16 && i + 16 <= bytes.len() {
+                            push_alnum16(
+                                &mut buf.word,
+                                &bytes[i..i + 16],
+                                run,
+                                self.norm.lowercase,
+                            );
+                        } else {
+                            // ASCII, so `i..i + run` are character boundaries
+                            buf.word.push_str(&text[i..i + run]);
+                            if self.norm.lowercase {
+                                buf.word[start..].make_ascii_lowercase();
+                            }
                         }
                         buf.align.extend(ci..ci + run as u32);
                         i += run;
@@ -421,6 +430,30 @@ fn push(buf: &mut WordBuf, c: char, ci: u32) {
     }
 }
 
+/// Appends the first `run` bytes of `chunk`, ASCII letters and digits, lowercased when asked,
+/// with one 16-byte store instead of a call to `memcpy` for a few bytes.
+#[inline(always)]
+fn push_alnum16(word: &mut String, chunk: &[u8], run: usize, lowercase: bool) {
+    let mut v = u128::from_le_bytes(chunk.try_into().unwrap());
+    if lowercase {
+        // for letters and digits, setting bit 5 is ASCII lowercasing (digits have it already)
+        v |= u128::from_le_bytes([0x20; 16]);
+    }
+    let start = word.len();
+    word.reserve(16);
+    // SAFETY: `reserve` made room for 16 bytes at `start`; only the first `run` become part
+    // of the string, and those are ASCII letters and digits (the caller's run), so it stays
+    // UTF-8.
+    unsafe {
+        let bytes = word.as_mut_vec();
+        std::ptr::write_unaligned(
+            bytes.as_mut_ptr().add(start).cast::<[u8; 16]>(),
+            v.to_le_bytes(),
+        );
+        bytes.set_len(start + run);
+    }
+}
+
 fn flush<E>(
     buf: &mut WordBuf,
     on_word: &mut dyn FnMut(&WordBuf) -> Result<(), E>,
@@ -469,6 +502,33 @@ mod tests {
                 ("ab", 22, 25),
             ]
         );
+    }
+
+    #[test]
+    fn ascii_runs_of_every_length_at_every_distance_from_the_end() {
+        // words of 1..=20 letters and digits, followed by 0..=20 bytes: the 16-byte copy is
+        // taken or not, and must give the same words as lowercasing char by char
+        let alnum = "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789";
+        for n in 1..=20 {
+            for tail in 0..=20 {
+                let word = &alnum[n % 7..n % 7 + n];
+                let text = format!("{word}{}", ".".repeat(tail));
+                for lower in [false, true] {
+                    let norm = BertNormalizer::new(true, true, Some(false), lower);
+                    let w = words(norm, &text);
+                    let want = if lower {
+                        word.to_lowercase()
+                    } else {
+                        word.to_string()
+                    };
+                    assert_eq!(
+                        (w[0].0.as_str(), w[0].1, w[0].2),
+                        (want.as_str(), 0, n as u32)
+                    );
+                    assert_eq!(w.len(), 1 + tail, "{text:?}");
+                }
+            }
+        }
     }
 
     #[test]
