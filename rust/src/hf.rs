@@ -1,16 +1,19 @@
-//! Loading Hugging Face `tokenizer.json` files (WordPiece / BERT family) and BERT
-//! `vocab.txt` files. Any component or option ferrotok does not implement is an
-//! [`Error::Unsupported`] naming it, never a silently different tokenizer.
+//! Loading Hugging Face `tokenizer.json` files (WordPiece / BERT family, and BPE over
+//! characters as converted SentencePiece models hold it) and BERT `vocab.txt` files. Any
+//! component or option ferrotok does not implement is an [`Error::Unsupported`] naming it,
+//! never a silently different tokenizer.
 
 use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use crate::bert::BertNormalizer;
+use crate::bert::{BertNormalizer, BertSplitter};
+use crate::charbpe::CharBpe;
 use crate::error::{Error, Result};
+use crate::metaspace::{Metaspace, MetaspaceSplitter, PrependScheme, Step};
 use crate::wordpiece::{
-    AddedToken, Decoder, Model, Padding, Piece, Settings, Template, Truncation, TruncationStrategy,
-    WordPiece,
+    AddedToken, DecodeStep, Decoder, Model, Padding, Piece, Settings, Splitter, Template,
+    Truncation, TruncationStrategy, WordPiece, WordPieceModel,
 };
 
 fn read(path: &Path) -> Result<String> {
@@ -89,26 +92,19 @@ pub fn from_json(text: &str, origin: &str) -> Result<WordPiece> {
     let null = Value::Null;
     let field = |k: &str| root.get(k).unwrap_or(&null);
 
-    let normalizer = parse_normalizer(field("normalizer"), origin)?;
-    let pre = field("pre_tokenizer");
-    if pre.is_null() {
-        return Err(Error::unsupported(
+    let model = parse_model(field("model"), field("pre_tokenizer"), origin)?;
+    let splitter = match &model {
+        Model::WordPiece(_) => Splitter::Bert(parse_bert(
+            field("normalizer"),
+            field("pre_tokenizer"),
             origin,
-            "pre_tokenizer",
-            "null",
-            "ferrotok implements BertPreTokenizer",
-        ));
-    }
-    let pre_kind = kind(pre, origin, "pre_tokenizer")?;
-    if pre_kind != "BertPreTokenizer" {
-        return Err(Error::unsupported(
+        )?),
+        Model::Bpe(_) => Splitter::Metaspace(parse_metaspace(
+            field("normalizer"),
+            field("pre_tokenizer"),
             origin,
-            "pre_tokenizer",
-            pre_kind,
-            "ferrotok implements BertPreTokenizer",
-        ));
-    }
-    let model = parse_model(field("model"), origin)?;
+        )?),
+    };
     let added = parse_added(field("added_tokens"), origin)?;
     let template = parse_post(field("post_processor"), &model, &added, origin)?;
     let decoder = parse_decoder(field("decoder"), origin)?;
@@ -116,7 +112,152 @@ pub fn from_json(text: &str, origin: &str) -> Result<WordPiece> {
         truncation: parse_truncation(field("truncation"), origin)?,
         padding: parse_padding(field("padding"), origin)?,
     };
-    WordPiece::new(normalizer, model, added, template, decoder, settings)
+    WordPiece::new(splitter, model, added, template, decoder, settings)
+}
+
+/// BertNormalizer (or none) and BertPreTokenizer.
+fn parse_bert(normalizer: &Value, pre: &Value, origin: &str) -> Result<BertSplitter> {
+    let normalizer = parse_normalizer(normalizer, origin)?;
+    let pre_kind = if pre.is_null() {
+        "null"
+    } else {
+        kind(pre, origin, "pre_tokenizer")?
+    };
+    if pre_kind != "BertPreTokenizer" {
+        return Err(Error::unsupported(
+            origin,
+            "pre_tokenizer",
+            pre_kind,
+            "ferrotok implements BertPreTokenizer for WordPiece models",
+        ));
+    }
+    Ok(BertSplitter::new(normalizer))
+}
+
+/// The components of a list (`"Sequence"` with `key`) or of a single component.
+fn sequence<'a>(v: &'a Value, key: &str, origin: &str, what: &str) -> Result<Vec<&'a Value>> {
+    if v.is_null() {
+        return Ok(Vec::new());
+    }
+    if kind(v, origin, what)? == "Sequence" {
+        let list = v
+            .get(key)
+            .and_then(Value::as_array)
+            .ok_or_else(|| Error::invalid(origin, format!("{what} Sequence without {key}")))?;
+        return Ok(list.iter().collect());
+    }
+    Ok(vec![v])
+}
+
+/// A one-character string option.
+fn get_char(o: &Value, key: &str, origin: &str, what: &str) -> Result<char> {
+    let s = get_str(o, key, origin)?.unwrap_or("");
+    let mut chars = s.chars();
+    match (chars.next(), chars.next()) {
+        (Some(c), None) => Ok(c),
+        _ => Err(Error::unsupported(
+            origin,
+            what,
+            &format!("{key}={s:?}"),
+            "ferrotok implements one-character strings here",
+        )),
+    }
+}
+
+fn prepend_scheme(v: &Value, origin: &str) -> Result<PrependScheme> {
+    match get_str(v, "prepend_scheme", origin)? {
+        Some("always") => Ok(PrependScheme::Always),
+        Some("first") => Ok(PrependScheme::First),
+        Some("never") => Ok(PrependScheme::Never),
+        Some(x) => Err(Error::invalid(
+            origin,
+            format!("unknown prepend_scheme {x:?}"),
+        )),
+        // files older than prepend_scheme
+        None => Ok(if get_bool(v, "add_prefix_space", true, origin)? {
+            PrependScheme::Always
+        } else {
+            PrependScheme::Never
+        }),
+    }
+}
+
+/// `Replace` with a one-character string pattern: `(pattern, content)`.
+fn parse_replace(v: &Value, origin: &str, what: &str) -> Result<(char, String)> {
+    let pattern = v.get("pattern").and_then(|p| p.get("String"));
+    let Some(pattern) = pattern else {
+        return Err(Error::unsupported(
+            origin,
+            what,
+            "Replace with a Regex pattern",
+            "ferrotok implements Replace of a one-character string",
+        ));
+    };
+    let from = get_char(&serde_json::json!({ "s": pattern }), "s", origin, what)?;
+    let to = get_str(v, "content", origin)?.unwrap_or("").to_string();
+    Ok((from, to))
+}
+
+/// The normalizer and pre-tokenizer of a converted SentencePiece model: `Prepend` and
+/// one-character `Replace` normalizers, and the `Metaspace` pre-tokenizer.
+fn parse_metaspace(normalizer: &Value, pre: &Value, origin: &str) -> Result<MetaspaceSplitter> {
+    let mut steps = Vec::new();
+    for n in sequence(normalizer, "normalizers", origin, "normalizer")? {
+        match kind(n, origin, "normalizer")? {
+            "Prepend" => steps.push(Step::Prepend(
+                get_str(n, "prepend", origin)?.unwrap_or("").to_string(),
+            )),
+            "Replace" => {
+                let (from, to) = parse_replace(n, origin, "normalizer")?;
+                if to.chars().count() != 1 {
+                    return Err(Error::unsupported(
+                        origin,
+                        "normalizer",
+                        &format!("Replace with content {to:?}"),
+                        "ferrotok implements Replace of one character with one character",
+                    ));
+                }
+                steps.push(Step::Replace(from, to));
+            }
+            k => {
+                return Err(Error::unsupported(
+                    origin,
+                    "normalizer",
+                    k,
+                    "ferrotok implements Prepend and Replace (or none) for BPE models",
+                ))
+            }
+        }
+    }
+    let mut meta = None;
+    for p in sequence(pre, "pretokenizers", origin, "pre_tokenizer")? {
+        match kind(p, origin, "pre_tokenizer")? {
+            "Metaspace" if meta.is_none() => {
+                meta = Some(Metaspace {
+                    replacement: get_char(p, "replacement", origin, "pre_tokenizer")?,
+                    prepend: prepend_scheme(p, origin)?,
+                    split: get_bool(p, "split", true, origin)?,
+                })
+            }
+            "ByteLevel" => {
+                return Err(Error::unsupported(
+                    origin,
+                    "pre_tokenizer",
+                    "ByteLevel",
+                    "byte-level BPE files load with ferrotok.Encoding.from_file",
+                ))
+            }
+            k => {
+                return Err(Error::unsupported(
+                    origin,
+                    "pre_tokenizer",
+                    k,
+                    "ferrotok implements one Metaspace (or none) for BPE models",
+                ))
+            }
+        }
+    }
+    Ok(MetaspaceSplitter::new(steps, meta))
 }
 
 fn parse_normalizer(v: &Value, origin: &str) -> Result<BertNormalizer> {
@@ -150,22 +291,27 @@ fn parse_normalizer(v: &Value, origin: &str) -> Result<BertNormalizer> {
     ))
 }
 
-fn parse_model(v: &Value, origin: &str) -> Result<Model> {
+fn parse_model(v: &Value, pre: &Value, origin: &str) -> Result<Model> {
     let k = kind(v, origin, "model")?;
-    if k != "WordPiece" {
-        return Err(Error::unsupported(
+    match k {
+        "WordPiece" => parse_wordpiece(v, origin).map(Model::WordPiece),
+        "BPE" => parse_bpe(v, pre, origin).map(Model::Bpe),
+        _ => Err(Error::unsupported(
             origin,
             "model",
             k,
-            "ferrotok's tokenizer.json loader implements WordPiece",
-        ));
+            "ferrotok's tokenizer.json loader implements WordPiece and BPE",
+        )),
     }
+}
+
+fn parse_wordpiece(v: &Value, origin: &str) -> Result<WordPieceModel> {
     let vocab = v
         .get("vocab")
         .and_then(Value::as_object)
         .ok_or_else(|| Error::invalid(origin, "model.vocab must be an object".into()))?;
     let vocab = vocab_pairs(vocab, origin)?;
-    Ok(Model::new(
+    Ok(WordPieceModel::new(
         vocab,
         get_str(v, "unk_token", origin)?
             .unwrap_or("[UNK]")
@@ -175,6 +321,72 @@ fn parse_model(v: &Value, origin: &str) -> Result<Model> {
             .to_string(),
         get_usize(v, "max_input_chars_per_word", origin)?.unwrap_or(100),
     ))
+}
+
+/// HF's BPE model over characters. Byte-level files (a `ByteLevel` pre-tokenizer) are
+/// `Encoding`s, not `Tokenizer`s: they are named in the error.
+fn parse_bpe(v: &Value, pre: &Value, origin: &str) -> Result<CharBpe> {
+    if pre.to_string().contains("\"ByteLevel\"") {
+        return Err(Error::unsupported(
+            origin,
+            "pre_tokenizer",
+            "ByteLevel",
+            "byte-level BPE files load with ferrotok.Encoding.from_file",
+        ));
+    }
+    if !v.get("dropout").is_none_or(Value::is_null) {
+        return Err(Error::unsupported(
+            origin,
+            "model option",
+            "dropout",
+            "ferrotok's BPE tokenizer.json models are deterministic",
+        ));
+    }
+    for key in ["continuing_subword_prefix", "end_of_word_suffix"] {
+        if !get_str(v, key, origin)?.unwrap_or("").is_empty() {
+            return Err(Error::unsupported(
+                origin,
+                "model option",
+                key,
+                "ferrotok implements BPE without subword prefixes or suffixes",
+            ));
+        }
+    }
+    let vocab = v
+        .get("vocab")
+        .and_then(Value::as_object)
+        .ok_or_else(|| Error::invalid(origin, "model.vocab must be an object".into()))?;
+    let vocab = vocab_pairs(vocab, origin)?;
+    let list = v
+        .get("merges")
+        .and_then(Value::as_array)
+        .ok_or_else(|| Error::invalid(origin, "model.merges must be a list".into()))?;
+    let mut merges = Vec::with_capacity(list.len());
+    for (i, m) in list.iter().enumerate() {
+        // "left right", or ["left", "right"] in newer files
+        let pair = match m {
+            Value::String(s) => s
+                .split_once(' ')
+                .map(|(l, r)| (l.to_string(), r.to_string())),
+            Value::Array(a) => match a.as_slice() {
+                [Value::String(l), Value::String(r)] => Some((l.clone(), r.clone())),
+                _ => None,
+            },
+            _ => None,
+        };
+        merges.push(
+            pair.ok_or_else(|| Error::invalid(origin, format!("merge {i} is not a pair: {m}")))?,
+        );
+    }
+    CharBpe::new(
+        vocab,
+        &merges,
+        get_str(v, "unk_token", origin)?.map(str::to_string),
+        get_bool(v, "fuse_unk", false, origin)?,
+        get_bool(v, "byte_fallback", false, origin)?,
+        get_bool(v, "ignore_merges", false, origin)?,
+        origin,
+    )
 }
 
 fn vocab_pairs(vocab: &Map<String, Value>, origin: &str) -> Result<Vec<(String, u32)>> {
@@ -324,19 +536,42 @@ fn parse_decoder(v: &Value, origin: &str) -> Result<Option<Decoder>> {
     if v.is_null() {
         return Ok(None);
     }
-    let k = kind(v, origin, "decoder")?;
-    if k != "WordPiece" {
-        return Err(Error::unsupported(
-            origin,
-            "decoder",
-            k,
-            "ferrotok implements the WordPiece decoder (or none)",
-        ));
+    if kind(v, origin, "decoder")? == "WordPiece" {
+        return Ok(Some(Decoder::WordPiece {
+            prefix: get_str(v, "prefix", origin)?.unwrap_or("##").to_string(),
+            cleanup: get_bool(v, "cleanup", true, origin)?,
+        }));
     }
-    Ok(Some(Decoder {
-        prefix: get_str(v, "prefix", origin)?.unwrap_or("##").to_string(),
-        cleanup: get_bool(v, "cleanup", true, origin)?,
-    }))
+    let mut steps = Vec::new();
+    for d in sequence(v, "decoders", origin, "decoder")? {
+        steps.push(match kind(d, origin, "decoder")? {
+            "Replace" => {
+                let (from, to) = parse_replace(d, origin, "decoder")?;
+                DecodeStep::Replace(from.to_string(), to)
+            }
+            "ByteFallback" => DecodeStep::ByteFallback,
+            "Fuse" => DecodeStep::Fuse,
+            "Strip" => DecodeStep::Strip {
+                content: get_char(d, "content", origin, "decoder")?,
+                start: get_usize(d, "start", origin)?.unwrap_or(0),
+                stop: get_usize(d, "stop", origin)?.unwrap_or(0),
+            },
+            "Metaspace" => DecodeStep::Metaspace {
+                replacement: get_char(d, "replacement", origin, "decoder")?,
+                prepended: prepend_scheme(d, origin)? != PrependScheme::Never,
+            },
+            k => {
+                return Err(Error::unsupported(
+                    origin,
+                    "decoder",
+                    k,
+                    "ferrotok implements WordPiece, Replace, ByteFallback, Fuse, Strip, \
+                     Metaspace and their Sequence",
+                ))
+            }
+        });
+    }
+    Ok(Some(Decoder::Chain(steps)))
 }
 
 fn direction_left(v: &Value, origin: &str, what: &str) -> Result<bool> {
@@ -436,12 +671,12 @@ pub fn from_vocab_text(text: &str, origin: &str, opts: &VocabOptions) -> Result<
         .enumerate()
         .map(|(i, line)| (line.trim_end().to_string(), i as u32))
         .collect();
-    let model = Model::new(
+    let model = Model::WordPiece(WordPieceModel::new(
         vocab,
         opts.unk_token.clone(),
         opts.prefix.clone(),
         opts.max_input_chars_per_word,
-    );
+    ));
     let mut added: Vec<AddedToken> = Vec::new();
     for t in [
         &opts.unk_token,
@@ -472,11 +707,11 @@ pub fn from_vocab_text(text: &str, origin: &str, opts: &VocabOptions) -> Result<
         ));
     };
     WordPiece::new(
-        opts.normalizer,
+        Splitter::Bert(BertSplitter::new(opts.normalizer)),
         model,
         added,
         Some(Template::bert(cls, sep)),
-        Some(Decoder {
+        Some(Decoder::WordPiece {
             prefix: opts.prefix.clone(),
             cleanup: true,
         }),

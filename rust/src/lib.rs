@@ -4,9 +4,11 @@
 pub mod batch;
 pub mod bert;
 pub mod bpe;
+pub mod charbpe;
 pub mod error;
 pub mod hf;
 pub mod hf_bpe;
+pub mod metaspace;
 pub mod pretok;
 pub mod registry;
 pub mod special;

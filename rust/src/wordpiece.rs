@@ -15,14 +15,16 @@ use hashbrown::HashMap;
 use rustc_hash::FxBuildHasher;
 
 use crate::batch;
-use crate::bert::{BertNormalizer, BertSplitter, WordBuf};
+use crate::bert::{BertSplitter, WordBuf};
+use crate::charbpe::CharBpe;
 use crate::error::{Error, Result};
+use crate::metaspace::MetaspaceSplitter;
 use crate::trie::Trie;
 
 type Map = HashMap<Box<str>, u32, FxBuildHasher>;
 
 /// The WordPiece model: vocabulary, `[UNK]`, continuation prefix, word length limit.
-pub struct Model {
+pub struct WordPieceModel {
     /// Every vocabulary entry, for `token_to_id`.
     vocab: Map,
     /// The same entries as a trie: word-initial pieces are matched from its root,
@@ -38,7 +40,7 @@ pub struct Model {
     id_to_token: Vec<Option<Box<str>>>,
 }
 
-impl Model {
+impl WordPieceModel {
     /// `vocab` is `(token, id)` pairs; a token given twice keeps its last id (as HF's
     /// vocab.txt reader does).
     pub fn new(
@@ -64,7 +66,7 @@ impl Model {
         let trie = Trie::new(map.iter().map(|(t, &id)| (t.as_bytes(), id)));
         let cont_root = trie.walk(Trie::ROOT, prefix.as_bytes());
         let words = WordTable::new(map.iter().map(|(t, &id)| (t.as_bytes(), id)));
-        Model {
+        WordPieceModel {
             vocab: map,
             trie,
             cont_root,
@@ -154,6 +156,83 @@ impl Model {
             }
         }
         Ok(())
+    }
+}
+
+/// The model of a pipeline: WordPiece (BERT files) or BPE over characters (files converted
+/// from SentencePiece models).
+pub enum Model {
+    WordPiece(WordPieceModel),
+    Bpe(CharBpe),
+}
+
+impl Model {
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        match self {
+            Model::WordPiece(m) => m.token_to_id(token),
+            Model::Bpe(m) => m.token_to_id(token),
+        }
+    }
+
+    pub fn id_to_token(&self, id: u32) -> Option<&str> {
+        match self {
+            Model::WordPiece(m) => m.id_to_token(id),
+            Model::Bpe(m) => m.id_to_token(id),
+        }
+    }
+
+    pub fn vocab(&self) -> Box<dyn Iterator<Item = (&str, u32)> + '_> {
+        match self {
+            Model::WordPiece(m) => Box::new(m.vocab()),
+            Model::Bpe(m) => Box::new(m.vocab()),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Model::WordPiece(m) => m.len(),
+            Model::Bpe(m) => m.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends `(id, start byte, end byte)` of each token of `word` (non-empty) to `out`.
+    #[inline]
+    fn tokenize(&self, word: &str, out: &mut Vec<(u32, u32, u32)>) -> Result<()> {
+        match self {
+            Model::WordPiece(m) => m.tokenize(word, out),
+            Model::Bpe(m) => {
+                m.tokenize(word, out);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// How a pipeline cuts a section of text (between added tokens) into normalized words.
+pub enum Splitter {
+    /// BertNormalizer + BertPreTokenizer.
+    Bert(BertSplitter),
+    /// Prepend / Replace normalizers and the Metaspace pre-tokenizer.
+    Metaspace(MetaspaceSplitter),
+}
+
+impl Splitter {
+    #[inline]
+    fn split<E>(
+        &self,
+        text: &str,
+        char_base: u32,
+        buf: &mut WordBuf,
+        on_word: &mut dyn FnMut(&WordBuf) -> std::result::Result<(), E>,
+    ) -> std::result::Result<u32, E> {
+        match self {
+            Splitter::Bert(s) => s.split(text, char_base, buf, on_word),
+            Splitter::Metaspace(s) => s.split(text, char_base, buf, on_word),
+        }
     }
 }
 
@@ -312,11 +391,120 @@ impl Template {
     }
 }
 
-/// The WordPiece decoder's options.
+/// How ids become text again.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Decoder {
-    pub prefix: String,
-    pub cleanup: bool,
+pub enum Decoder {
+    /// WordPiece: a token with the continuation prefix joins the previous one, any other
+    /// follows a space; `cleanup` removes the spaces before punctuation and contractions.
+    WordPiece { prefix: String, cleanup: bool },
+    /// Hugging Face's decoder chain over the tokens, which are then joined.
+    Chain(Vec<DecodeStep>),
+}
+
+/// One decoder of a chain (HF's `decode_chain`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DecodeStep {
+    /// Replaces a string with another in each token.
+    Replace(String, String),
+    /// Runs of `<0xXX>` tokens become their bytes' text (one `�` per token when not UTF-8).
+    ByteFallback,
+    /// Joins all tokens into one.
+    Fuse,
+    /// Removes up to `start` leading and `stop` trailing `content` characters of each token.
+    Strip {
+        content: char,
+        start: usize,
+        stop: usize,
+    },
+    /// The Metaspace decoder: the replacement becomes a space, except in the first token when
+    /// a space was prepended, where it is removed.
+    Metaspace { replacement: char, prepended: bool },
+}
+
+impl DecodeStep {
+    fn apply(&self, tokens: Vec<String>) -> Vec<String> {
+        match self {
+            DecodeStep::Replace(from, to) => {
+                tokens.into_iter().map(|t| t.replace(from, to)).collect()
+            }
+            DecodeStep::Fuse => vec![tokens.concat()],
+            DecodeStep::Strip {
+                content,
+                start,
+                stop,
+            } => tokens
+                .into_iter()
+                .map(|t| {
+                    let chars: Vec<char> = t.chars().collect();
+                    let a = chars
+                        .iter()
+                        .take(*start)
+                        .take_while(|c| *c == content)
+                        .count();
+                    let rest = &chars[a..];
+                    let b = rest
+                        .iter()
+                        .rev()
+                        .take(*stop)
+                        .take_while(|c| *c == content)
+                        .count();
+                    rest[..rest.len() - b].iter().collect()
+                })
+                .collect(),
+            DecodeStep::Metaspace {
+                replacement,
+                prepended,
+            } => tokens
+                .into_iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    t.chars()
+                        .filter_map(|c| match c {
+                            c if c != *replacement => Some(c),
+                            _ if i == 0 && *prepended => None,
+                            _ => Some(' '),
+                        })
+                        .collect()
+                })
+                .collect(),
+            DecodeStep::ByteFallback => {
+                let mut out = Vec::with_capacity(tokens.len());
+                let mut bytes: Vec<u8> = Vec::new();
+                let flush = |bytes: &mut Vec<u8>, out: &mut Vec<String>| {
+                    if bytes.is_empty() {
+                        return;
+                    }
+                    match std::str::from_utf8(bytes) {
+                        Ok(s) => out.push(s.to_string()),
+                        Err(_) => {
+                            out.extend(std::iter::repeat_n("\u{fffd}".to_string(), bytes.len()))
+                        }
+                    }
+                    bytes.clear();
+                };
+                for t in tokens {
+                    match byte_token(&t) {
+                        Some(b) => bytes.push(b),
+                        None => {
+                            flush(&mut bytes, &mut out);
+                            out.push(t);
+                        }
+                    }
+                }
+                flush(&mut bytes, &mut out);
+                out
+            }
+        }
+    }
+}
+
+/// The byte of a `<0xXX>` token.
+fn byte_token(t: &str) -> Option<u8> {
+    let hex = t.strip_prefix("<0x")?.strip_suffix('>')?;
+    if hex.len() != 2 {
+        return None;
+    }
+    u8::from_str_radix(hex, 16).ok()
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -462,7 +650,7 @@ struct Sink {
 
 /// A WordPiece tokenizer: the whole pipeline, immutable, shareable between threads.
 pub struct WordPiece {
-    splitter: BertSplitter,
+    splitter: Splitter,
     model: Model,
     added: Vec<AddedToken>,
     /// Character length of each added token's content.
@@ -476,7 +664,7 @@ pub struct WordPiece {
 
 impl WordPiece {
     pub fn new(
-        normalizer: BertNormalizer,
+        splitter: Splitter,
         model: Model,
         added: Vec<AddedToken>,
         template: Option<Template>,
@@ -498,7 +686,7 @@ impl WordPiece {
             .map(|a| a.content.chars().count() as u32)
             .collect();
         Ok(WordPiece {
-            splitter: BertSplitter::new(normalizer),
+            splitter,
             model,
             added,
             added_chars,
@@ -511,10 +699,6 @@ impl WordPiece {
 
     pub fn model(&self) -> &Model {
         &self.model
-    }
-
-    pub fn normalizer(&self) -> BertNormalizer {
-        self.splitter.normalizer()
     }
 
     pub fn added_tokens(&self) -> &[AddedToken] {
@@ -790,12 +974,12 @@ impl WordPiece {
     }
 
     /// Text of `ids` as HF's `decode`: tokens (special ones dropped when asked), then the
-    /// WordPiece decoder (`##` pieces glued, others space-separated, cleanup of spaces before
-    /// punctuation and contractions). Unlike HF, an id outside the vocabulary is an error.
+    /// decoder (WordPiece: `##` pieces glued, others space-separated, cleanup of spaces before
+    /// punctuation and contractions; or the file's chain), or, with none, the tokens joined by
+    /// spaces. Unlike HF, an id outside the vocabulary is an error.
     pub fn decode(&self, ids: &[i64], skip_special_tokens: bool) -> Result<String> {
         let n_vocab = self.vocab_size();
-        let mut out = String::new();
-        let mut first = true;
+        let mut tokens: Vec<&str> = Vec::with_capacity(ids.len());
         for &id in ids {
             let tok = u32::try_from(id)
                 .ok()
@@ -803,34 +987,41 @@ impl WordPiece {
             let Some((id, tok)) = tok else {
                 return Err(Error::UnknownId { id, n_vocab });
             };
-            if skip_special_tokens && self.is_special_id(id) {
-                continue;
+            if !(skip_special_tokens && self.is_special_id(id)) {
+                tokens.push(tok);
             }
-            match &self.decoder {
-                Some(d) => {
-                    let piece = if first {
+        }
+        Ok(match &self.decoder {
+            Some(Decoder::WordPiece {
+                prefix,
+                cleanup: tidy,
+            }) => {
+                let mut out = String::new();
+                for (i, tok) in tokens.iter().enumerate() {
+                    let piece = if i == 0 {
                         tok.to_string()
-                    } else if let Some(rest) = tok.strip_prefix(d.prefix.as_str()) {
+                    } else if let Some(rest) = tok.strip_prefix(prefix.as_str()) {
                         rest.to_string()
                     } else {
                         format!(" {tok}")
                     };
-                    if d.cleanup {
+                    if *tidy {
                         out.push_str(&cleanup(&piece));
                     } else {
                         out.push_str(&piece);
                     }
                 }
-                None => {
-                    if !first {
-                        out.push(' ');
-                    }
-                    out.push_str(tok);
-                }
+                out
             }
-            first = false;
-        }
-        Ok(out)
+            Some(Decoder::Chain(steps)) => {
+                let mut tokens: Vec<String> = tokens.iter().map(|t| t.to_string()).collect();
+                for step in steps {
+                    tokens = step.apply(tokens);
+                }
+                tokens.concat()
+            }
+            None => tokens.join(" "),
+        })
     }
 }
 
@@ -926,6 +1117,7 @@ fn cleanup(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bert::BertNormalizer;
 
     #[test]
     fn word_table_keys_are_the_zero_padded_bytes() {
@@ -971,7 +1163,7 @@ mod tests {
             .enumerate()
             .map(|(i, w)| (w.to_string(), i as u32))
             .collect();
-        let model = Model::new(vocab, "[UNK]".into(), "##".into(), 100);
+        let model = Model::WordPiece(WordPieceModel::new(vocab, "[UNK]".into(), "##".into(), 100));
         let added = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
             .iter()
             .enumerate()
@@ -982,11 +1174,11 @@ mod tests {
             })
             .collect();
         WordPiece::new(
-            BertNormalizer::default(),
+            Splitter::Bert(BertSplitter::new(BertNormalizer::default())),
             model,
             added,
             Some(Template::bert(2, 3)),
-            Some(Decoder {
+            Some(Decoder::WordPiece {
                 prefix: "##".into(),
                 cleanup: true,
             }),

@@ -1,0 +1,429 @@
+//! Hugging Face's BPE model over characters, as `tokenizer.json` files of SentencePiece
+//! models hold it (Llama, Mistral: `"type": "BPE"` with `byte_fallback`): a word starts as
+//! its characters (a character outside the vocabulary becomes its `<0xXX>` byte tokens, or
+//! the unknown token, consecutive ones fused), then the adjacent pair with the lowest merge
+//! rank merges, the leftmost on ties, until none is in the merge list.
+//!
+//! That is HF's `Word::merge_all`, not sentencepiece's own loop: the two differ (HF merges
+//! over the whole pre-tokenized word, so `▁▁` can form), and the file's reference is HF.
+//!
+//! Speed: a word is cut before each `▁` that follows another character when no merge joins
+//! a left part ending in another character to a right part starting with `▁` (true of every
+//! converted SentencePiece model): merges never cross such a cut, so the pieces merge
+//! separately with the same result, and short pieces merge with a flat scan.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use hashbrown::HashMap;
+use rustc_hash::{FxBuildHasher, FxHashMap};
+
+use crate::error::{Error, Result};
+
+const NONE: u32 = u32::MAX;
+const SPACE: &str = "\u{2581}";
+/// Pieces of at most this many symbols merge with a flat scan; longer ones with a heap.
+const SCAN_MAX: usize = 32;
+
+type Map = HashMap<Box<str>, u32, FxBuildHasher>;
+
+/// The BPE model of a `tokenizer.json` (no continuing-subword prefix or end-of-word suffix).
+pub struct CharBpe {
+    vocab: Map,
+    id_to_token: Vec<Option<Box<str>>>,
+    /// `(left id, right id)` → `(rank, merged id)`.
+    merges: FxHashMap<(u32, u32), (u32, u32)>,
+    unk_token: Option<String>,
+    unk: Option<u32>,
+    fuse_unk: bool,
+    /// The `<0xXX>` token of each byte when the model falls back to bytes (NONE if missing).
+    byte_ids: Option<Box<[u32; 256]>>,
+    ignore_merges: bool,
+    /// The id of each ASCII character's token (NONE if it has none).
+    ascii: [u32; 128],
+    /// Words may be cut before each `▁` that follows another character (see module doc).
+    cut_at_space: bool,
+}
+
+#[derive(Clone, Copy)]
+struct Sym {
+    id: u32,
+    start: u32,
+    end: u32,
+}
+
+impl CharBpe {
+    /// `merges` are `(left, right)` strings in rank order.
+    pub fn new(
+        vocab: Vec<(String, u32)>,
+        merges: &[(String, String)],
+        unk_token: Option<String>,
+        fuse_unk: bool,
+        byte_fallback: bool,
+        ignore_merges: bool,
+        origin: &str,
+    ) -> Result<Self> {
+        let mut map = Map::with_capacity_and_hasher(vocab.len(), FxBuildHasher);
+        for (t, id) in vocab {
+            map.insert(t.into_boxed_str(), id);
+        }
+        let n = map.values().map(|&id| id as usize + 1).max().unwrap_or(0);
+        let mut id_to_token = vec![None; n];
+        for (t, &id) in &map {
+            let slot = &mut id_to_token[id as usize];
+            if slot.as_deref().is_none_or(|s: &str| t.as_ref() < s) {
+                *slot = Some(t.clone());
+            }
+        }
+        let id_of = |s: &str, rank: usize| {
+            map.get(s).copied().ok_or_else(|| {
+                Error::invalid(
+                    origin,
+                    format!("merge {rank} uses {s:?}, which is not in the vocabulary"),
+                )
+            })
+        };
+        let mut table = FxHashMap::with_capacity_and_hasher(merges.len(), Default::default());
+        let mut cut_at_space = true;
+        for (rank, (l, r)) in merges.iter().enumerate() {
+            let merged = id_of(&format!("{l}{r}"), rank)?;
+            let key = (id_of(l, rank)?, id_of(r, rank)?);
+            // HF keeps the first rank of a pair listed twice
+            table.entry(key).or_insert((rank as u32, merged));
+            if r.starts_with(SPACE) && !l.ends_with(SPACE) {
+                cut_at_space = false;
+            }
+        }
+        let unk = match &unk_token {
+            Some(t) => Some(map.get(t.as_str()).copied().ok_or_else(|| {
+                Error::invalid(
+                    origin,
+                    format!("the unknown token {t:?} is not in the vocabulary"),
+                )
+            })?),
+            None => None,
+        };
+        let byte_ids = byte_fallback.then(|| {
+            Box::new(std::array::from_fn(|b| {
+                map.get(format!("<0x{b:02X}>").as_str())
+                    .copied()
+                    .unwrap_or(NONE)
+            }))
+        });
+        let ascii = std::array::from_fn(|b| {
+            let c = [b as u8];
+            map.get(std::str::from_utf8(&c).unwrap())
+                .copied()
+                .unwrap_or(NONE)
+        });
+        Ok(CharBpe {
+            vocab: map,
+            id_to_token,
+            merges: table,
+            unk_token,
+            unk,
+            fuse_unk,
+            byte_ids,
+            ignore_merges,
+            ascii,
+            cut_at_space,
+        })
+    }
+
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.vocab.get(token).copied()
+    }
+
+    pub fn id_to_token(&self, id: u32) -> Option<&str> {
+        self.id_to_token.get(id as usize)?.as_deref()
+    }
+
+    pub fn vocab(&self) -> impl Iterator<Item = (&str, u32)> {
+        self.vocab.iter().map(|(t, &id)| (t.as_ref(), id))
+    }
+
+    pub fn len(&self) -> usize {
+        self.vocab.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.vocab.is_empty()
+    }
+
+    pub fn unk_token(&self) -> Option<&str> {
+        self.unk_token.as_deref()
+    }
+
+    /// Appends `(id, start byte, end byte)` of each token of `word` to `out`.
+    pub fn tokenize(&self, word: &str, out: &mut Vec<(u32, u32, u32)>) {
+        if self.ignore_merges {
+            if let Some(&id) = self.vocab.get(word) {
+                out.push((id, 0, word.len() as u32));
+                return;
+            }
+        }
+        let mut syms = Vec::new();
+        if !self.cut_at_space {
+            self.merge_word(word, 0, &mut syms, out);
+            return;
+        }
+        let bytes = word.as_bytes();
+        let mut start = 0;
+        for p in memchr::memmem::find_iter(bytes, SPACE.as_bytes()) {
+            if p > start && !bytes[..p].ends_with(SPACE.as_bytes()) {
+                self.merge_word(&word[start..p], start as u32, &mut syms, out);
+                start = p;
+            }
+        }
+        self.merge_word(&word[start..], start as u32, &mut syms, out);
+    }
+
+    /// HF's `merge_word` on `word` (which starts at byte `base` of the whole word).
+    fn merge_word(
+        &self,
+        word: &str,
+        base: u32,
+        syms: &mut Vec<Sym>,
+        out: &mut Vec<(u32, u32, u32)>,
+    ) {
+        syms.clear();
+        // a pending unknown run: (start, end); HF adds it before the next known character
+        // (byte-fallback tokens do not flush it)
+        let mut unk: Option<(u32, u32)> = None;
+        for (i, c) in word.char_indices() {
+            let (start, end) = (i as u32, (i + c.len_utf8()) as u32);
+            let id = if c.is_ascii() {
+                self.ascii[c as usize]
+            } else {
+                self.vocab
+                    .get(&word[i..end as usize])
+                    .copied()
+                    .unwrap_or(NONE)
+            };
+            if id != NONE {
+                if let Some((s, e)) = unk.take() {
+                    syms.push(Sym {
+                        id: self.unk.unwrap_or(NONE),
+                        start: s,
+                        end: e,
+                    });
+                }
+                syms.push(Sym { id, start, end });
+                continue;
+            }
+            if let Some(bytes) = &self.byte_ids {
+                let ids: Option<Vec<u32>> = word.as_bytes()[i..end as usize]
+                    .iter()
+                    .map(|&b| Some(bytes[b as usize]).filter(|&t| t != NONE))
+                    .collect();
+                if let Some(ids) = ids {
+                    // each byte token spans its whole character, as HF's offsets do
+                    syms.extend(ids.into_iter().map(|id| Sym { id, start, end }));
+                    continue;
+                }
+            }
+            if self.unk.is_some() {
+                unk = match unk {
+                    Some((s, _)) if self.fuse_unk => Some((s, end)),
+                    Some((s, e)) => {
+                        syms.push(Sym {
+                            id: self.unk.unwrap_or(NONE),
+                            start: s,
+                            end: e,
+                        });
+                        Some((start, end))
+                    }
+                    None => Some((start, end)),
+                };
+            }
+            // no unknown token: HF drops the character
+        }
+        if let Some((s, e)) = unk {
+            syms.push(Sym {
+                id: self.unk.unwrap_or(NONE),
+                start: s,
+                end: e,
+            });
+        }
+        if syms.len() <= SCAN_MAX {
+            self.merge_scan(syms);
+        } else {
+            self.merge_heap(syms);
+        }
+        out.extend(syms.iter().map(|s| (s.id, base + s.start, base + s.end)));
+    }
+
+    #[inline]
+    fn rank(&self, l: &Sym, r: &Sym) -> Option<(u32, u32)> {
+        self.merges.get(&(l.id, r.id)).copied()
+    }
+
+    /// Repeatedly merges the lowest-ranked adjacent pair, the leftmost on ties.
+    fn merge_scan(&self, syms: &mut Vec<Sym>) {
+        if syms.len() < 2 {
+            return;
+        }
+        let mut pairs: Vec<Option<(u32, u32)>> =
+            syms.windows(2).map(|w| self.rank(&w[0], &w[1])).collect();
+        loop {
+            let mut best: Option<(usize, u32, u32)> = None;
+            for (k, p) in pairs.iter().enumerate() {
+                if let Some((rank, id)) = *p {
+                    if best.is_none_or(|(_, r, _)| rank < r) {
+                        best = Some((k, rank, id));
+                    }
+                }
+            }
+            let Some((k, _, id)) = best else { break };
+            syms[k].end = syms[k + 1].end;
+            syms[k].id = id;
+            syms.remove(k + 1);
+            pairs.remove(k);
+            if k + 1 < syms.len() {
+                pairs[k] = self.rank(&syms[k], &syms[k + 1]);
+            }
+            if k > 0 {
+                pairs[k - 1] = self.rank(&syms[k - 1], &syms[k]);
+            }
+        }
+    }
+
+    /// The same order with a heap over linked symbols: O(n log n) for long words.
+    fn merge_heap(&self, syms: &mut Vec<Sym>) {
+        let n = syms.len();
+        let mut next: Vec<u32> = (1..=n as u32).collect();
+        let mut prev: Vec<u32> = (0..n as u32).map(|i| i.wrapping_sub(1)).collect();
+        let mut alive = vec![true; n];
+        // (rank, left position, merged id), smallest first
+        let mut heap = BinaryHeap::with_capacity(n);
+        for i in 1..n {
+            if let Some((rank, id)) = self.rank(&syms[i - 1], &syms[i]) {
+                heap.push(Reverse((rank, i as u32 - 1, id)));
+            }
+        }
+        while let Some(Reverse((_, l, id))) = heap.pop() {
+            let l = l as usize;
+            let r = next[l] as usize;
+            if !alive[l] || r >= n || self.rank(&syms[l], &syms[r]).map(|m| m.1) != Some(id) {
+                continue; // out of date
+            }
+            syms[l].end = syms[r].end;
+            syms[l].id = id;
+            alive[r] = false;
+            next[l] = next[r];
+            if (next[r] as usize) < n {
+                prev[next[r] as usize] = l as u32;
+            }
+            let p = prev[l] as usize;
+            if p < n {
+                if let Some((rank, id)) = self.rank(&syms[p], &syms[l]) {
+                    heap.push(Reverse((rank, p as u32, id)));
+                }
+            }
+            let q = next[l] as usize;
+            if q < n {
+                if let Some((rank, id)) = self.rank(&syms[l], &syms[q]) {
+                    heap.push(Reverse((rank, l as u32, id)));
+                }
+            }
+        }
+        let mut k = 0;
+        for i in 0..n {
+            if alive[i] {
+                syms[k] = syms[i];
+                k += 1;
+            }
+        }
+        syms.truncate(k);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(extra: &[(&str, &str)]) -> CharBpe {
+        let mut vocab: Vec<(String, u32)> =
+            ["<unk>", "a", "b", "c", "ab", "bc", "abc", "▁", "▁▁", "▁a"]
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (t.to_string(), i as u32))
+                .collect();
+        vocab.extend((0..256).map(|b| (format!("<0x{b:02X}>"), 100 + b)));
+        let mut merges: Vec<(String, String)> =
+            [("b", "c"), ("a", "b"), ("a", "bc"), ("▁", "▁"), ("▁", "a")]
+                .iter()
+                .map(|(l, r)| (l.to_string(), r.to_string()))
+                .collect();
+        merges.extend(extra.iter().map(|(l, r)| (l.to_string(), r.to_string())));
+        CharBpe::new(
+            vocab,
+            &merges,
+            Some("<unk>".into()),
+            true,
+            true,
+            false,
+            "test",
+        )
+        .unwrap()
+    }
+
+    fn ids(m: &CharBpe, word: &str) -> Vec<(u32, u32, u32)> {
+        let mut out = Vec::new();
+        m.tokenize(word, &mut out);
+        out
+    }
+
+    #[test]
+    fn merges_by_rank_with_byte_fallback() {
+        let m = model(&[]);
+        // b+c (rank 0) before a+b (rank 1), then a+bc
+        assert_eq!(ids(&m, "abc"), vec![(6, 0, 3)]);
+        // é is two byte tokens spanning the character
+        assert_eq!(
+            ids(&m, "aé"),
+            vec![(1, 0, 1), (100 + 0xC3, 1, 3), (100 + 0xA9, 1, 3)]
+        );
+        // ▁▁ merges across the cut point, which is only before a run of ▁
+        assert_eq!(ids(&m, "a▁▁a"), vec![(1, 0, 1), (8, 1, 7), (1, 7, 8)]);
+    }
+
+    #[test]
+    fn scan_and_heap_agree() {
+        let m = model(&[]);
+        let word: String = "abcab▁a▁▁bca".repeat(9);
+        let mut scan: Vec<Sym> = Vec::new();
+        let mut heap: Vec<Sym> = Vec::new();
+        for (i, c) in word.char_indices() {
+            let s = Sym {
+                id: m.token_to_id(&c.to_string()).unwrap(),
+                start: i as u32,
+                end: (i + c.len_utf8()) as u32,
+            };
+            scan.push(s);
+            heap.push(s);
+        }
+        m.merge_scan(&mut scan);
+        m.merge_heap(&mut heap);
+        let key = |v: &[Sym]| v.iter().map(|s| (s.id, s.start, s.end)).collect::<Vec<_>>();
+        assert_eq!(key(&scan), key(&heap));
+    }
+
+    #[test]
+    fn a_merge_into_a_space_turns_cutting_off() {
+        assert!(model(&[]).cut_at_space);
+        let vocab = vec![("a".into(), 0), ("▁".into(), 1), ("a▁".into(), 2)];
+        let m = CharBpe::new(
+            vocab,
+            &[("a".into(), "▁".into())],
+            None,
+            false,
+            false,
+            false,
+            "t",
+        )
+        .unwrap();
+        assert!(!m.cut_at_space);
+        assert_eq!(ids(&m, "a▁"), vec![(2, 0, 4)]);
+    }
+}
