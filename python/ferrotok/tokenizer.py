@@ -87,8 +87,10 @@ class Encoded:
 
 
 class Tokenizer:
-    """A WordPiece (BERT family) tokenizer, identical to Hugging Face ``tokenizers`` on the same
-    ``tokenizer.json``: ids, offsets, type ids, masks and word ids.
+    """A Hugging Face ``tokenizer.json`` tokenizer, identical to ``tokenizers`` on the same file
+    (ids, offsets, type ids, masks and word ids): WordPiece (BERT family), or BPE over
+    characters as converted SentencePiece models hold it (Llama, Mistral: byte fallback,
+    ``Metaspace``). Byte-level BPE files (GPT-2 family) are :class:`Encoding` s instead.
 
     Immutable and thread-safe: :meth:`no_truncation`, :meth:`no_padding`,
     :meth:`enable_truncation` and :meth:`enable_padding` return modified COPIES (sharing the
@@ -117,10 +119,17 @@ class Tokenizer:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Tokenizer:
-        """Loads a Hugging Face ``tokenizer.json`` with a WordPiece model, the BERT normalizer and
-        pre-tokenizer, a ``TemplateProcessing`` / ``BertProcessing`` post-processor and a
-        WordPiece decoder (each may also be absent, except the pre-tokenizer). Its truncation and
-        padding are honoured.
+        """Loads a Hugging Face ``tokenizer.json``, with either
+        - a WordPiece model, the BERT normalizer (or none) and pre-tokenizer and a WordPiece
+          decoder, or
+        - a BPE model over characters (``byte_fallback``, ``unk_token``, ``fuse_unk``), the
+          ``Prepend`` / one-character ``Replace`` normalizers and the ``Metaspace``
+          pre-tokenizer (each optional), and a chain of ``Replace``, ``ByteFallback``,
+          ``Fuse``, ``Strip`` and ``Metaspace`` decoders, as transformers writes them for
+          SentencePiece BPE models;
+
+        and a ``TemplateProcessing`` / ``BertProcessing`` post-processor (or none). Its
+        truncation and padding are honoured.
 
         Any other component raises ``ValueError`` naming it; a missing file
         ``FileNotFoundError``.
@@ -297,6 +306,11 @@ class Tokenizer:
         """Number of tokens, added tokens included (HF's ``get_vocab_size()``)."""
         return self._core.vocab_size
 
+    @property
+    def model_type(self) -> str:
+        """The file's model: ``"WordPiece"`` or ``"BPE"``."""
+        return self._core.model_type
+
     def get_vocab(self) -> dict[str, int]:
         """``{token: id}`` of the whole vocabulary, added tokens included."""
         return dict(self._core.vocab())
@@ -307,6 +321,8 @@ class Tokenizer:
 
         >>> tok.save_vocab("vocab.txt")  # doctest: +SKIP
         """
+        if self.model_type != "WordPiece":
+            raise ValueError(f"a vocab.txt holds a WordPiece vocabulary; this is a {self.model_type} model")
         table = self._id_table()
         missing = [i for i, t in enumerate(table) if t is None]
         if missing:

@@ -40,7 +40,7 @@ pub struct CharBpe {
     byte_ids: Option<Box<[u32; 256]>>,
     ignore_merges: bool,
     /// The id of each ASCII character's token (NONE if it has none).
-    ascii: [u32; 128],
+    ascii: Box<[u32; 128]>,
     /// Words may be cut before each `▁` that follows another character (see module doc).
     cut_at_space: bool,
 }
@@ -110,12 +110,12 @@ impl CharBpe {
                     .unwrap_or(NONE)
             }))
         });
-        let ascii = std::array::from_fn(|b| {
+        let ascii = Box::new(std::array::from_fn(|b| {
             let c = [b as u8];
             map.get(std::str::from_utf8(&c).unwrap())
                 .copied()
                 .unwrap_or(NONE)
-        });
+        }));
         Ok(CharBpe {
             vocab: map,
             id_to_token,

@@ -94,11 +94,11 @@ pub fn from_json(text: &str, origin: &str) -> Result<WordPiece> {
 
     let model = parse_model(field("model"), field("pre_tokenizer"), origin)?;
     let splitter = match &model {
-        Model::WordPiece(_) => Splitter::Bert(parse_bert(
+        Model::WordPiece(_) => Splitter::Bert(Box::new(parse_bert(
             field("normalizer"),
             field("pre_tokenizer"),
             origin,
-        )?),
+        )?)),
         Model::Bpe(_) => Splitter::Metaspace(parse_metaspace(
             field("normalizer"),
             field("pre_tokenizer"),
@@ -707,7 +707,7 @@ pub fn from_vocab_text(text: &str, origin: &str, opts: &VocabOptions) -> Result<
         ));
     };
     WordPiece::new(
-        Splitter::Bert(BertSplitter::new(opts.normalizer)),
+        Splitter::Bert(Box::new(BertSplitter::new(opts.normalizer))),
         model,
         added,
         Some(Template::bert(cls, sep)),

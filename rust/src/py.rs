@@ -21,7 +21,9 @@ use crate::registry;
 use crate::spm::{self, SentencePiece};
 use crate::train::{self, PieceCounts};
 use crate::vocab::{Rank, Vocab};
-use crate::wordpiece::{Encoding, Padding, Settings, Truncation, TruncationStrategy, WordPiece};
+use crate::wordpiece::{
+    Encoding, Model, Padding, Settings, Truncation, TruncationStrategy, WordPiece,
+};
 
 fn to_py(err: Error) -> PyErr {
     match &err {
@@ -656,6 +658,15 @@ impl PyWordPiece {
     #[getter]
     fn vocab_size(&self) -> usize {
         self.core.vocab_size()
+    }
+
+    /// `"WordPiece"` or `"BPE"`, as the file's `model.type`.
+    #[getter]
+    fn model_type(&self) -> &'static str {
+        match self.core.model() {
+            Model::WordPiece(_) => "WordPiece",
+            Model::Bpe(_) => "BPE",
+        }
     }
 }
 

@@ -215,7 +215,7 @@ impl Model {
 /// How a pipeline cuts a section of text (between added tokens) into normalized words.
 pub enum Splitter {
     /// BertNormalizer + BertPreTokenizer.
-    Bert(BertSplitter),
+    Bert(Box<BertSplitter>),
     /// Prepend / Replace normalizers and the Metaspace pre-tokenizer.
     Metaspace(MetaspaceSplitter),
 }
@@ -1174,7 +1174,7 @@ mod tests {
             })
             .collect();
         WordPiece::new(
-            Splitter::Bert(BertSplitter::new(BertNormalizer::default())),
+            Splitter::Bert(Box::new(BertSplitter::new(BertNormalizer::default()))),
             model,
             added,
             Some(Template::bert(2, 3)),
