@@ -1,7 +1,9 @@
-"""SentencePiece benchmark: ferrotok against the sentencepiece library on `.model` files.
+"""SentencePiece benchmark: ferrotok against the sentencepiece library on `.model` files,
+and against Hugging Face tokenizers on the `tokenizer.json` of the same model.
 
     python benches/bench_spm.py      # Mistral's BPE and the tests' Unigram model, on en and multi
     python benches/bench_spm.py --model path/to/x.model --corpus multi --max-docs 200
+    python benches/bench_spm.py --model path/to/tokenizer.json   # HF's file of a BPE model
 
 Each library runs in a fresh subprocess pinned to one CPU (ferrotok's pool limited to one
 thread) and encodes each document with one call, timing only the calls: ``cold`` is the first
@@ -9,7 +11,11 @@ pass, ``warm`` the second. MB = 10**6 UTF-8 bytes. ``mismatches`` counts documen
 differ from sentencepiece's (the reference), in either pass.
 
 Peers: kitoken (``Kitoken.from_sentencepiece_file``), looked for in this interpreter and in
-``$FERROTOK_PEERS_PYTHON``. The fast peers of the byte-level benchmark (gigatoken, fastokens,
+``$FERROTOK_PEERS_PYTHON``. A ``.json`` model is a ``tokenizer.json`` (write one for a
+``.model`` with transformers: ``LlamaTokenizer.from_pretrained(folder_with_tokenizer_model)``
+then ``backend_tokenizer.save(path)``): ferrotok's ``Tokenizer`` against HF ``tokenizers``
+(the reference there) and the peers that load it (splintr, tokie, kitoken), each encoding
+with the file's special tokens. The fast peers of the byte-level benchmark (gigatoken, fastokens,
 splintr) have no SentencePiece ``.model`` loader in the versions installed here.
 """
 
@@ -26,12 +32,44 @@ SHARED = HERE.parents[1] / "shared"
 MODELS = [SHARED / "vocab" / "mistral-v1.spm.model", HERE.parent / "tests" / "data" / "spm-unigram.model"]
 RESULT = "@@bench_spm "
 LIBS = ("ferrotok", "sentencepiece", "kitoken")
+JSON_LIBS = ("ferrotok", "tokenizers", "splintr", "tokie", "kitoken")
+
+
+def load_json(lib: str, path: str):
+    """An ``encode(text) -> ids`` for a tokenizer.json, with the file's special tokens."""
+    if lib == "ferrotok":
+        import ferrotok
+
+        tok = ferrotok.Tokenizer.from_file(path)
+        return lambda text: tok.encode(text).ids
+    if lib == "tokenizers":
+        import tokenizers
+
+        tok = tokenizers.Tokenizer.from_file(path)
+        return lambda text: tok.encode(text).ids
+    if lib == "splintr":
+        import splintr
+
+        tok = splintr.from_json(path)
+        return getattr(tok, "encode_with_special", None) or tok.encode
+    if lib == "tokie":
+        import tokie
+
+        tok = tokie.Tokenizer.from_json(path)
+        return lambda text: tok.encode(text).ids
+    if lib == "kitoken":
+        import kitoken
+
+        return kitoken.Kitoken.from_tokenizers_file(path).encode
+    raise ValueError(f"unknown library {lib!r}")
 
 
 def worker(lib: str, model: str, corpus: str, max_docs: int | None) -> None:
     pin_to_one_cpu()
 
     def load():
+        if model.endswith(".json"):
+            return load_json(lib, model)
         if lib == "ferrotok":
             import ferrotok
 
@@ -75,8 +113,11 @@ def main() -> None:
         for corpus in corpora:
             if not corpus.is_file():
                 sys.exit(f"{corpus} is absent: pass --corpus-file")
-            results = [run(lib, model, corpus, args.max_docs) for lib in LIBS]
-            ref = next((r for r in results if r["lib"] == "sentencepiece" and "skipped" not in r), None)
+            json_file = model.suffix == ".json"
+            libs = JSON_LIBS if json_file else LIBS
+            results = [run(lib, model, corpus, args.max_docs) for lib in libs]
+            reference = "tokenizers" if json_file else "sentencepiece"
+            ref = next((r for r in results if r["lib"] == reference and "skipped" not in r), None)
             for r in results:
                 head = f"{model.name[:22]:<22} {corpus.name.split('.')[0]:<8} {r['lib']:<14}"
                 if "skipped" in r:
