@@ -15,22 +15,19 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use hashbrown::HashMap;
-use rustc_hash::{FxBuildHasher, FxHashMap};
+use rustc_hash::FxHashMap;
 
 use crate::error::{Error, Result};
+use crate::wordpiece::TokenTable;
 
 const NONE: u32 = u32::MAX;
 const SPACE: &str = "\u{2581}";
 /// Pieces of at most this many symbols merge with a flat scan; longer ones with a heap.
 const SCAN_MAX: usize = 32;
 
-type Map = HashMap<Box<str>, u32, FxBuildHasher>;
-
 /// The BPE model of a `tokenizer.json` (no continuing-subword prefix or end-of-word suffix).
 pub struct CharBpe {
-    vocab: Map,
-    id_to_token: Vec<Option<Box<str>>>,
+    tokens: TokenTable,
     /// `(left id, right id)` → `(rank, merged id)`.
     merges: FxHashMap<(u32, u32), (u32, u32)>,
     unk_token: Option<String>,
@@ -63,20 +60,9 @@ impl CharBpe {
         ignore_merges: bool,
         origin: &str,
     ) -> Result<Self> {
-        let mut map = Map::with_capacity_and_hasher(vocab.len(), FxBuildHasher);
-        for (t, id) in vocab {
-            map.insert(t.into_boxed_str(), id);
-        }
-        let n = map.values().map(|&id| id as usize + 1).max().unwrap_or(0);
-        let mut id_to_token = vec![None; n];
-        for (t, &id) in &map {
-            let slot = &mut id_to_token[id as usize];
-            if slot.as_deref().is_none_or(|s: &str| t.as_ref() < s) {
-                *slot = Some(t.clone());
-            }
-        }
+        let tokens = TokenTable::new(vocab);
         let id_of = |s: &str, rank: usize| {
-            map.get(s).copied().ok_or_else(|| {
+            tokens.token_to_id(s).ok_or_else(|| {
                 Error::invalid(
                     origin,
                     format!("merge {rank} uses {s:?}, which is not in the vocabulary"),
@@ -95,7 +81,7 @@ impl CharBpe {
             }
         }
         let unk = match &unk_token {
-            Some(t) => Some(map.get(t.as_str()).copied().ok_or_else(|| {
+            Some(t) => Some(tokens.token_to_id(t).ok_or_else(|| {
                 Error::invalid(
                     origin,
                     format!("the unknown token {t:?} is not in the vocabulary"),
@@ -105,20 +91,17 @@ impl CharBpe {
         };
         let byte_ids = byte_fallback.then(|| {
             Box::new(std::array::from_fn(|b| {
-                map.get(format!("<0x{b:02X}>").as_str())
-                    .copied()
-                    .unwrap_or(NONE)
+                tokens.token_to_id(&format!("<0x{b:02X}>")).unwrap_or(NONE)
             }))
         });
         let ascii = Box::new(std::array::from_fn(|b| {
             let c = [b as u8];
-            map.get(std::str::from_utf8(&c).unwrap())
-                .copied()
+            tokens
+                .token_to_id(std::str::from_utf8(&c).unwrap())
                 .unwrap_or(NONE)
         }));
         Ok(CharBpe {
-            vocab: map,
-            id_to_token,
+            tokens,
             merges: table,
             unk_token,
             unk,
@@ -130,24 +113,8 @@ impl CharBpe {
         })
     }
 
-    pub fn token_to_id(&self, token: &str) -> Option<u32> {
-        self.vocab.get(token).copied()
-    }
-
-    pub fn id_to_token(&self, id: u32) -> Option<&str> {
-        self.id_to_token.get(id as usize)?.as_deref()
-    }
-
-    pub fn vocab(&self) -> impl Iterator<Item = (&str, u32)> {
-        self.vocab.iter().map(|(t, &id)| (t.as_ref(), id))
-    }
-
-    pub fn len(&self) -> usize {
-        self.vocab.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.vocab.is_empty()
+    pub fn tokens(&self) -> &TokenTable {
+        &self.tokens
     }
 
     pub fn unk_token(&self) -> Option<&str> {
@@ -157,7 +124,7 @@ impl CharBpe {
     /// Appends `(id, start byte, end byte)` of each token of `word` to `out`.
     pub fn tokenize(&self, word: &str, out: &mut Vec<(u32, u32, u32)>) {
         if self.ignore_merges {
-            if let Some(&id) = self.vocab.get(word) {
+            if let Some(id) = self.tokens.token_to_id(word) {
                 out.push((id, 0, word.len() as u32));
                 return;
             }
@@ -195,9 +162,8 @@ impl CharBpe {
             let id = if c.is_ascii() {
                 self.ascii[c as usize]
             } else {
-                self.vocab
-                    .get(&word[i..end as usize])
-                    .copied()
+                self.tokens
+                    .token_to_id(&word[i..end as usize])
                     .unwrap_or(NONE)
             };
             if id != NONE {
@@ -396,7 +362,7 @@ mod tests {
         let mut heap: Vec<Sym> = Vec::new();
         for (i, c) in word.char_indices() {
             let s = Sym {
-                id: m.token_to_id(&c.to_string()).unwrap(),
+                id: m.tokens().token_to_id(&c.to_string()).unwrap(),
                 start: i as u32,
                 end: (i + c.len_utf8()) as u32,
             };

@@ -454,7 +454,7 @@ fn special_id(
 ) -> Result<u32> {
     declared
         .or_else(|| added.iter().find(|a| a.content == name).map(|a| a.id))
-        .or_else(|| model.token_to_id(name))
+        .or_else(|| model.tokens().token_to_id(name))
         .ok_or_else(|| Error::invalid(origin, format!("special token {name:?} has no id")))
 }
 
@@ -685,7 +685,7 @@ pub fn from_vocab_text(text: &str, origin: &str, opts: &VocabOptions) -> Result<
         &opts.pad_token,
         &opts.mask_token,
     ] {
-        if let Some(id) = model.token_to_id(t) {
+        if let Some(id) = model.tokens().token_to_id(t) {
             if !added.iter().any(|a| &a.content == t) && !t.is_empty() {
                 added.push(AddedToken {
                     content: t.clone(),
@@ -695,8 +695,8 @@ pub fn from_vocab_text(text: &str, origin: &str, opts: &VocabOptions) -> Result<
             }
         }
     }
-    let cls = model.token_to_id(&opts.cls_token);
-    let sep = model.token_to_id(&opts.sep_token);
+    let cls = model.tokens().token_to_id(&opts.cls_token);
+    let sep = model.tokens().token_to_id(&opts.sep_token);
     let (Some(cls), Some(sep)) = (cls, sep) else {
         return Err(Error::invalid(
             origin,

@@ -626,7 +626,8 @@ impl PyWordPiece {
         let n = self
             .core
             .model()
-            .vocab()
+            .tokens()
+            .iter()
             .map(|(_, id)| id as usize + 1)
             .chain(self.core.added_tokens().iter().map(|a| a.id as usize + 1))
             .max()
@@ -636,7 +637,7 @@ impl PyWordPiece {
 
     /// `(token, id)` of the model vocabulary and the added tokens.
     fn vocab(&self) -> Vec<(&str, u32)> {
-        let mut v: Vec<(&str, u32)> = self.core.model().vocab().collect();
+        let mut v: Vec<(&str, u32)> = self.core.model().tokens().iter().collect();
         v.extend(
             self.core
                 .added_tokens()

@@ -23,10 +23,57 @@ use crate::trie::Trie;
 
 type Map = HashMap<Box<str>, u32, FxBuildHasher>;
 
+/// A model's vocabulary both ways: token → id, and id → token.
+pub struct TokenTable {
+    ids: Map,
+    tokens: Vec<Option<Box<str>>>,
+}
+
+impl TokenTable {
+    /// `vocab` is `(token, id)` pairs; a token given twice keeps its last id (as HF's
+    /// readers do).
+    pub fn new(vocab: Vec<(String, u32)>) -> Self {
+        let mut ids = Map::with_capacity_and_hasher(vocab.len(), FxBuildHasher);
+        for (t, id) in vocab {
+            ids.insert(t.into_boxed_str(), id);
+        }
+        let n = ids.values().map(|&id| id as usize + 1).max().unwrap_or(0);
+        let mut tokens = vec![None; n];
+        for (t, &id) in &ids {
+            let slot = &mut tokens[id as usize];
+            // deterministic when two tokens share an id: keep the smaller string
+            if slot.as_deref().is_none_or(|s: &str| t.as_ref() < s) {
+                *slot = Some(t.clone());
+            }
+        }
+        TokenTable { ids, tokens }
+    }
+
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.ids.get(token).copied()
+    }
+
+    pub fn id_to_token(&self, id: u32) -> Option<&str> {
+        self.tokens.get(id as usize)?.as_deref()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, u32)> {
+        self.ids.iter().map(|(t, &id)| (t.as_ref(), id))
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
 /// The WordPiece model: vocabulary, `[UNK]`, continuation prefix, word length limit.
 pub struct WordPieceModel {
-    /// Every vocabulary entry, for `token_to_id`.
-    vocab: Map,
+    /// Every vocabulary entry.
+    tokens: TokenTable,
     /// The same entries as a trie: word-initial pieces are matched from its root,
     /// continuations from the node after the prefix (`##`).
     trie: Trie,
@@ -37,7 +84,6 @@ pub struct WordPieceModel {
     unk: Option<u32>,
     prefix: String,
     max_input_chars_per_word: usize,
-    id_to_token: Vec<Option<Box<str>>>,
 }
 
 impl WordPieceModel {
@@ -49,25 +95,13 @@ impl WordPieceModel {
         prefix: String,
         max_input_chars_per_word: usize,
     ) -> Self {
-        let mut map = Map::with_capacity_and_hasher(vocab.len(), FxBuildHasher);
-        for (t, id) in vocab {
-            map.insert(t.into_boxed_str(), id);
-        }
-        let n = map.values().map(|&id| id as usize + 1).max().unwrap_or(0);
-        let mut id_to_token = vec![None; n];
-        for (t, &id) in &map {
-            let slot = &mut id_to_token[id as usize];
-            // deterministic when two tokens share an id: keep the smaller string
-            if slot.as_deref().is_none_or(|s: &str| t.as_ref() < s) {
-                *slot = Some(t.clone());
-            }
-        }
-        let unk = map.get(unk_token.as_str()).copied();
-        let trie = Trie::new(map.iter().map(|(t, &id)| (t.as_bytes(), id)));
+        let tokens = TokenTable::new(vocab);
+        let unk = tokens.token_to_id(&unk_token);
+        let trie = Trie::new(tokens.iter().map(|(t, id)| (t.as_bytes(), id)));
         let cont_root = trie.walk(Trie::ROOT, prefix.as_bytes());
-        let words = WordTable::new(map.iter().map(|(t, &id)| (t.as_bytes(), id)));
+        let words = WordTable::new(tokens.iter().map(|(t, id)| (t.as_bytes(), id)));
         WordPieceModel {
-            vocab: map,
+            tokens,
             trie,
             cont_root,
             words,
@@ -75,28 +109,11 @@ impl WordPieceModel {
             unk,
             prefix,
             max_input_chars_per_word,
-            id_to_token,
         }
     }
 
-    pub fn token_to_id(&self, token: &str) -> Option<u32> {
-        self.vocab.get(token).copied()
-    }
-
-    pub fn id_to_token(&self, id: u32) -> Option<&str> {
-        self.id_to_token.get(id as usize)?.as_deref()
-    }
-
-    pub fn vocab(&self) -> impl Iterator<Item = (&str, u32)> {
-        self.vocab.iter().map(|(t, &id)| (t.as_ref(), id))
-    }
-
-    pub fn len(&self) -> usize {
-        self.vocab.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.vocab.is_empty()
+    pub fn tokens(&self) -> &TokenTable {
+        &self.tokens
     }
 
     pub fn unk_token(&self) -> &str {
@@ -167,36 +184,12 @@ pub enum Model {
 }
 
 impl Model {
-    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+    /// The vocabulary, both ways.
+    pub fn tokens(&self) -> &TokenTable {
         match self {
-            Model::WordPiece(m) => m.token_to_id(token),
-            Model::Bpe(m) => m.token_to_id(token),
+            Model::WordPiece(m) => m.tokens(),
+            Model::Bpe(m) => m.tokens(),
         }
-    }
-
-    pub fn id_to_token(&self, id: u32) -> Option<&str> {
-        match self {
-            Model::WordPiece(m) => m.id_to_token(id),
-            Model::Bpe(m) => m.id_to_token(id),
-        }
-    }
-
-    pub fn vocab(&self) -> Box<dyn Iterator<Item = (&str, u32)> + '_> {
-        match self {
-            Model::WordPiece(m) => Box::new(m.vocab()),
-            Model::Bpe(m) => Box::new(m.vocab()),
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        match self {
-            Model::WordPiece(m) => m.len(),
-            Model::Bpe(m) => m.len(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Appends `(id, start byte, end byte)` of each token of `word` (non-empty) to `out`.
@@ -712,11 +705,11 @@ impl WordPiece {
     /// The number of ids: model vocabulary plus added tokens it lacks (HF's
     /// `get_vocab_size(with_added_tokens=True)`).
     pub fn vocab_size(&self) -> usize {
-        self.model.len()
+        self.model.tokens().len()
             + self
                 .added
                 .iter()
-                .filter(|a| self.model.token_to_id(&a.content).is_none())
+                .filter(|a| self.model.tokens().token_to_id(&a.content).is_none())
                 .count()
     }
 
@@ -725,7 +718,7 @@ impl WordPiece {
             .iter()
             .find(|a| a.content == token)
             .map(|a| a.id)
-            .or_else(|| self.model.token_to_id(token))
+            .or_else(|| self.model.tokens().token_to_id(token))
     }
 
     pub fn id_to_token(&self, id: u32) -> Option<&str> {
@@ -733,7 +726,7 @@ impl WordPiece {
             .iter()
             .find(|a| a.id == id)
             .map(|a| a.content.as_str())
-            .or_else(|| self.model.id_to_token(id))
+            .or_else(|| self.model.tokens().id_to_token(id))
     }
 
     fn is_special_id(&self, id: u32) -> bool {
