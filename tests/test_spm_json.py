@@ -1,13 +1,19 @@
-"""tokenizer.json files of SentencePiece BPE models (Llama, Mistral) through
-ferrotok.Tokenizer.from_file, against Hugging Face tokenizers on the same file.
+"""tokenizer.json files of SentencePiece models through ferrotok.Tokenizer.from_file, against
+Hugging Face tokenizers on the same file.
 
-The files are what transformers writes for these models (its ``LlamaTokenizer`` converts the
-``.model`` file: ``legacy=True`` prepends ``▁`` to every section, ``legacy=False`` only to the
-first), plus edits HF loads too: the older Llama-2 layout (``Prepend`` + ``Replace``
-normalizers, no pre-tokenizer), and a Metaspace pre-tokenizer that splits words with an
-unknown token instead of byte fallback, fused or not. Ids, offsets, word ids, tokens and
-decoded text must be identical on the fixture corpus, the shared corpora (Mistral's model,
-skipped without ../shared) and hypothesis text.
+BPE (Llama, Mistral): the files are what transformers writes for these models (its
+``LlamaTokenizer`` converts the ``.model`` file: ``legacy=True`` prepends ``▁`` to every
+section, ``legacy=False`` only to the first), plus edits HF loads too: the older Llama-2 layout
+(``Prepend`` + ``Replace`` normalizers, no pre-tokenizer), and a Metaspace pre-tokenizer that
+splits words with an unknown token instead of byte fallback, fused or not.
+
+Unigram (T5, ALBERT, XLM-R): what transformers' ``T5Tokenizer`` writes for the tests' Unigram
+model (``Precompiled`` normalizer, ``WhitespaceSplit`` + ``Metaspace``), the older layout of
+Hub files (``Precompiled``, ``Strip``, a ``Regex`` ``Replace``, ``Metaspace`` alone), the
+``first`` prepend scheme with and without splitting, and byte fallback.
+
+Ids, offsets, word ids, tokens and decoded text must be identical on the fixture corpus, the
+shared corpora (skipped without ../shared) and hypothesis text.
 """
 
 from __future__ import annotations
@@ -29,10 +35,17 @@ from hypothesis import strategies as st
 tokenizers = pytest.importorskip("tokenizers")
 
 SMALL = TESTS / "data" / "spm-bpe.model"
+UNIGRAM = TESTS / "data" / "spm-unigram.model"
 MISTRAL = SHARED / "vocab" / "mistral-v1.spm.model"
 VARIANTS = ("always", "first", "legacy-normalizer", "split-unk", "split-unk-unfused")
+UNIGRAM_VARIANTS = ("t5", "hub-layout", "first", "first-nosplit", "byte-fallback")
 TRICKY = [
     "",
+    "\ufb01ne \u2122\x1eg \uff21\u0301 e\u0301",  # NFKC expansions, a removal, clusters
+    "a\r\nb\u3000c\u00a0d",
+    "\u200bab",
+    "<mask> [SEP] http://x",
+    "\u0600a \U0001f44d\U0001f3fd \U0001f1eb\U0001f1f7",
     " ",
     "  a",
     "Hello  world <s> x",
@@ -64,7 +77,56 @@ def converted(model: Path) -> dict:
     return out
 
 
+@functools.cache
+def converted_unigram(model: Path) -> dict:
+    """The tokenizer.json transformers' T5Tokenizer writes for the Unigram `model`."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    transformers = pytest.importorskip("transformers")
+    folder = Path(os.environ.get("TMPDIR", "/tmp")) / f"ferrotok-spm-json-{os.getpid()}-{model.stem}"
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(model, folder / "spiece.model")
+    tok = transformers.T5Tokenizer.from_pretrained(str(folder))
+    shutil.rmtree(folder, ignore_errors=True)
+    return json.loads(tok.backend_tokenizer.to_str())
+
+
+def unigram_variant(model: Path, name: str) -> str:
+    d = copy.deepcopy(converted_unigram(model))
+    assert d["model"]["type"] == "Unigram"
+    assert [p["type"] for p in d["pre_tokenizer"]["pretokenizers"]] == ["WhitespaceSplit", "Metaspace"]
+    precompiled = d["normalizer"]
+    assert precompiled["type"] == "Precompiled"
+    metaspace = {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always", "split": True}
+    if name in ("hub-layout", "first-nosplit"):
+        d["normalizer"] = {
+            "type": "Sequence",
+            "normalizers": [
+                precompiled,
+                {"type": "Strip", "strip_left": False, "strip_right": True},
+                {"type": "Replace", "pattern": {"Regex": " {2,}"}, "content": "▁"},
+            ],
+        }
+        d["pre_tokenizer"] = dict(metaspace, split=name == "hub-layout")
+    if name.startswith("first"):
+        metaspace["prepend_scheme"] = "first"
+        if name == "first":
+            d["pre_tokenizer"]["pretokenizers"][1] = metaspace
+        else:
+            d["pre_tokenizer"]["prepend_scheme"] = "first"
+    if name == "byte-fallback":
+        d["model"]["byte_fallback"] = True
+        # the 256 least likely pieces make way for byte pieces (ids past the vocabulary
+        # belong to added tokens)
+        vocab = d["model"]["vocab"]
+        first = 8000 - 256
+        assert all(score < 0 for _, score in vocab[first:8000])
+        vocab[first:8000] = [[f"<0x{b:02X}>", 0.0] for b in range(256)]
+    return json.dumps(d, ensure_ascii=False)
+
+
 def variant(model: Path, name: str) -> str:
+    if model == UNIGRAM:
+        return unigram_variant(model, name)
     base = converted(model)
     if name in base:
         assert base[name]["pre_tokenizer"]["prepend_scheme"] == name
@@ -137,6 +199,11 @@ def check(model: Path, name: str, texts: list[str]) -> None:
         for special in (True, False):
             got = fields(ours.encode(text, add_special_tokens=special))
             want = fields(theirs.encode(text, add_special_tokens=special))
+            if model == UNIGRAM:
+                # HF's Unigram names an unknown token by its text; ferrotok by the unk token
+                unk = json.loads(theirs.to_str())["model"]["unk_id"]
+                named = zip(want["ids"], want["tokens"], strict=True)
+                want["tokens"] = [theirs.id_to_token(unk) if i == unk else t for i, t in named]
             if got != want:
                 key = next(k for k in want if got[k] != want[k])
                 bad.append(f"text {i} {text[:40]!r} special={special}: {key} differs")
@@ -150,6 +217,17 @@ def check(model: Path, name: str, texts: list[str]) -> None:
 @pytest.mark.parametrize("name", VARIANTS)
 def test_fixture_corpus_matches(name):
     check(SMALL, name, TRICKY + fixture_corpus())
+
+
+@pytest.mark.parametrize("name", UNIGRAM_VARIANTS)
+def test_unigram_fixture_corpus_matches(name):
+    check(UNIGRAM, name, TRICKY + fixture_corpus())
+
+
+@pytest.mark.parametrize("corpus", ["en", "multi"])
+@pytest.mark.parametrize("name", ["t5", "byte-fallback"])
+def test_unigram_shared_corpus_matches(corpus, name):
+    check(UNIGRAM, name, TRICKY + shared_corpus(corpus))
 
 
 @pytest.mark.skipif(not MISTRAL.is_file(), reason="../shared/vocab is absent")
@@ -174,6 +252,23 @@ def test_fuzz_against_hf(name, text):
     check(SMALL, name, [text])
 
 
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    name=st.sampled_from(UNIGRAM_VARIANTS),
+    text=st.lists(
+        st.one_of(
+            # NFKC-sensitive, combining, whitespace, out-of-vocabulary and user-defined pieces
+            st.sampled_from(list(" \t\r\n\u3000\u00a0▁abcé世\U0001f600\u0301\ufb01\u2122\uff21\u200b")),
+            st.sampled_from(["<mask>", "[SEP]", "http://", "</s>"]),
+            st.characters(codec="utf-8"),
+        ),
+        max_size=40,
+    ).map("".join),
+)
+def test_unigram_fuzz_against_hf(name, text):
+    check(UNIGRAM, name, [text])
+
+
 def test_pairs_and_batches_match():
     ours, theirs = pair(SMALL, "split-unk")
     docs = fixture_corpus()[:20]
@@ -195,6 +290,19 @@ def test_vocabulary_and_tokens():
     assert ours.model_type == "BPE"
     with pytest.raises(ValueError, match="WordPiece"):
         ours.save_vocab(Path(os.devnull))
+    ours, theirs = pair(UNIGRAM, "t5")
+    assert ours.model_type == "Unigram"
+    assert ours.vocab_size == theirs.get_vocab_size()
+    assert ours.get_vocab() == theirs.get_vocab()
+
+
+def test_unigram_pairs_and_batches_match():
+    ours, theirs = pair(UNIGRAM, "t5")
+    docs = [d for d in fixture_corpus() if d.isascii()][:20]  # no unknown tokens: see check()
+    for a, b in itertools.pairwise(docs):
+        assert fields(ours.encode(a, b)) == fields(theirs.encode(a, b))
+    got = ours.encode_batch(docs).encodings
+    assert [fields(g) for g in got] == [fields(w) for w in theirs.encode_batch(docs)]
 
 
 def base_json() -> dict:
@@ -204,7 +312,7 @@ def base_json() -> dict:
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda d: d["model"].update(type="Unigram"), "Unigram"),
+        (lambda d: d["model"].update(type="Unigram"), "model.vocab must be a list"),
         (lambda d: d["model"].update(dropout=0.1), "dropout"),
         (lambda d: d["model"].update(continuing_subword_prefix="##"), "continuing_subword_prefix"),
         (
@@ -212,10 +320,11 @@ def base_json() -> dict:
             "Encoding.from_file",
         ),
         (
-            lambda d: d.update(normalizer={"type": "Replace", "pattern": {"Regex": " +"}, "content": "▁"}),
-            "Regex",
+            lambda d: d.update(normalizer={"type": "Replace", "pattern": {"Regex": "(a"}, "content": "▁"}),
+            "does not compile",
         ),
         (lambda d: d.update(normalizer={"type": "NFKC"}), "NFKC"),
+        (lambda d: d.update(pre_tokenizer={"type": "Whitespace"}), "Whitespace"),
         (lambda d: d.update(decoder={"type": "CTC"}), "CTC"),
         (lambda d: d["model"]["merges"].append(["zzz", "qqq"]), "not in the vocabulary"),
     ],

@@ -35,7 +35,8 @@ class Encoded:
     - ``offsets`` (``int64``, shape ``(n, 2)``): ``[start, end)`` CHARACTER offsets of each
       token in the text it came from (``(0, 0)`` for added tokens), as Hugging Face's ``encode``;
     - ``word_ids`` (``int64``): the word each token belongs to, ``-1`` for added tokens;
-    - ``tokens`` (``list[str]``): the token strings, made on first access.
+    - ``tokens`` (``list[str]``): the token strings, made on first access (a Unigram model's
+      unknown token is its unk token, where HF gives the unknown text).
 
     >>> enc = tok.no_padding().encode("tokenization")  # doctest: +SKIP
     >>> enc.tokens, enc.offsets.tolist()  # doctest: +SKIP
@@ -88,9 +89,9 @@ class Encoded:
 
 class Tokenizer:
     """A Hugging Face ``tokenizer.json`` tokenizer, identical to ``tokenizers`` on the same file
-    (ids, offsets, type ids, masks and word ids): WordPiece (BERT family), or BPE over
-    characters as converted SentencePiece models hold it (Llama, Mistral: byte fallback,
-    ``Metaspace``). Byte-level BPE files (GPT-2 family) are :class:`Encoding` s instead.
+    (ids, offsets, type ids, masks and word ids): WordPiece (BERT family), or the BPE and
+    Unigram models of converted SentencePiece models (Llama, Mistral; T5, ALBERT, XLM-R).
+    Byte-level BPE files (GPT-2 family) are :class:`Encoding` s instead.
 
     Immutable and thread-safe: :meth:`no_truncation`, :meth:`no_padding`,
     :meth:`enable_truncation` and :meth:`enable_padding` return modified COPIES (sharing the
@@ -122,11 +123,12 @@ class Tokenizer:
         """Loads a Hugging Face ``tokenizer.json``, with either
         - a WordPiece model, the BERT normalizer (or none) and pre-tokenizer and a WordPiece
           decoder, or
-        - a BPE model over characters (``byte_fallback``, ``unk_token``, ``fuse_unk``), the
-          ``Prepend`` / one-character ``Replace`` normalizers and the ``Metaspace``
-          pre-tokenizer (each optional), and a chain of ``Replace``, ``ByteFallback``,
+        - a BPE model over characters (``byte_fallback``, ``unk_token``, ``fuse_unk``) or a
+          Unigram model (``unk_id``, ``byte_fallback``), the ``Precompiled``, ``Replace``,
+          ``Prepend`` and ``Strip`` normalizers, the ``WhitespaceSplit`` and ``Metaspace``
+          pre-tokenizers (each optional), and a chain of ``Replace``, ``ByteFallback``,
           ``Fuse``, ``Strip`` and ``Metaspace`` decoders, as transformers writes them for
-          SentencePiece BPE models;
+          SentencePiece models;
 
         and a ``TemplateProcessing`` / ``BertProcessing`` post-processor (or none). Its
         truncation and padding are honoured.
@@ -308,7 +310,7 @@ class Tokenizer:
 
     @property
     def model_type(self) -> str:
-        """The file's model: ``"WordPiece"`` or ``"BPE"``."""
+        """The file's model: ``"WordPiece"``, ``"BPE"`` or ``"Unigram"``."""
         return self._core.model_type
 
     def get_vocab(self) -> dict[str, int]:

@@ -1,5 +1,6 @@
-//! Loading Hugging Face `tokenizer.json` files (WordPiece / BERT family, and BPE over
-//! characters as converted SentencePiece models hold it) and BERT `vocab.txt` files. Any
+//! Loading Hugging Face `tokenizer.json` files (WordPiece / BERT family, and the BPE over
+//! characters and Unigram models of converted SentencePiece models) and BERT `vocab.txt`
+//! files. Any
 //! component or option ferrotok does not implement is an [`Error::Unsupported`] naming it,
 //! never a silently different tokenizer.
 
@@ -10,7 +11,11 @@ use serde_json::{Map, Value};
 use crate::bert::{BertNormalizer, BertSplitter};
 use crate::charbpe::CharBpe;
 use crate::error::{Error, Result};
-use crate::metaspace::{Metaspace, MetaspaceSplitter, PrependScheme, Step};
+use crate::hf_unigram::HfUnigram;
+use base64::Engine;
+
+use crate::metaspace::{Metaspace, MetaspaceSplitter, Pattern, PrependScheme, Step};
+use crate::spm::CharsMap;
 use crate::wordpiece::{
     AddedToken, DecodeStep, Decoder, Model, Padding, Piece, Settings, Splitter, Template,
     Truncation, TruncationStrategy, WordPiece, WordPieceModel,
@@ -99,7 +104,7 @@ pub fn from_json(text: &str, origin: &str) -> Result<WordPiece> {
             field("pre_tokenizer"),
             origin,
         )?)),
-        Model::Bpe(_) => Splitter::Metaspace(parse_metaspace(
+        Model::Bpe(_) | Model::Unigram(_) => Splitter::Metaspace(parse_metaspace(
             field("normalizer"),
             field("pre_tokenizer"),
             origin,
@@ -182,24 +187,38 @@ fn prepend_scheme(v: &Value, origin: &str) -> Result<PrependScheme> {
     }
 }
 
-/// `Replace` with a one-character string pattern: `(pattern, content)`.
-fn parse_replace(v: &Value, origin: &str, what: &str) -> Result<(char, String)> {
-    let pattern = v.get("pattern").and_then(|p| p.get("String"));
-    let Some(pattern) = pattern else {
-        return Err(Error::unsupported(
-            origin,
-            what,
-            "Replace with a Regex pattern",
-            "ferrotok implements Replace of a one-character string",
-        ));
-    };
-    let from = get_char(&serde_json::json!({ "s": pattern }), "s", origin, what)?;
-    let to = get_str(v, "content", origin)?.unwrap_or("").to_string();
-    Ok((from, to))
+/// `Replace`: `(pattern, content)`. A `Regex` pattern (Oniguruma syntax in HF) is compiled
+/// with fancy-regex, which reads the simple patterns of converted files (` {2,}`) the same way.
+fn parse_replace(v: &Value, origin: &str, what: &str) -> Result<(Pattern, String)> {
+    let pattern = v.get("pattern");
+    let content = get_str(v, "content", origin)?.unwrap_or("").to_string();
+    if let Some(p) = pattern
+        .and_then(|p| p.get("String"))
+        .and_then(Value::as_str)
+    {
+        if !p.is_empty() {
+            return Ok((Pattern::Literal(p.to_string()), content));
+        }
+    }
+    if let Some(p) = pattern.and_then(|p| p.get("Regex")).and_then(Value::as_str) {
+        return match fancy_regex::Regex::new(p) {
+            Ok(re) => Ok((Pattern::Regex(re), content)),
+            Err(e) => Err(Error::unsupported(
+                origin,
+                what,
+                &format!("Replace with Regex {p:?}"),
+                &format!("the pattern does not compile here: {e}"),
+            )),
+        };
+    }
+    Err(Error::invalid(
+        origin,
+        format!("{what} Replace needs a non-empty String or Regex pattern: {v}"),
+    ))
 }
 
-/// The normalizer and pre-tokenizer of a converted SentencePiece model: `Prepend` and
-/// one-character `Replace` normalizers, and the `Metaspace` pre-tokenizer.
+/// The normalizers and pre-tokenizers of a converted SentencePiece model: `Precompiled`,
+/// `Replace`, `Prepend` and `Strip` normalizers; `WhitespaceSplit` then `Metaspace`.
 fn parse_metaspace(normalizer: &Value, pre: &Value, origin: &str) -> Result<MetaspaceSplitter> {
     let mut steps = Vec::new();
     for n in sequence(normalizer, "normalizers", origin, "normalizer")? {
@@ -208,30 +227,41 @@ fn parse_metaspace(normalizer: &Value, pre: &Value, origin: &str) -> Result<Meta
                 get_str(n, "prepend", origin)?.unwrap_or("").to_string(),
             )),
             "Replace" => {
-                let (from, to) = parse_replace(n, origin, "normalizer")?;
-                if to.chars().count() != 1 {
-                    return Err(Error::unsupported(
-                        origin,
-                        "normalizer",
-                        &format!("Replace with content {to:?}"),
-                        "ferrotok implements Replace of one character with one character",
-                    ));
+                let (pattern, to) = parse_replace(n, origin, "normalizer")?;
+                steps.push(Step::Replace(pattern, to));
+            }
+            "Strip" => steps.push(Step::Strip {
+                left: get_bool(n, "strip_left", true, origin)?,
+                right: get_bool(n, "strip_right", true, origin)?,
+            }),
+            "Precompiled" => {
+                let blob = get_str(n, "precompiled_charsmap", origin)?.unwrap_or("");
+                let blob = base64::engine::general_purpose::STANDARD
+                    .decode(blob)
+                    .map_err(|e| {
+                        Error::invalid(origin, format!("Precompiled precompiled_charsmap: {e}"))
+                    })?;
+                // an empty map rewrites nothing
+                if !blob.is_empty() {
+                    steps.push(Step::Precompiled(Box::new(CharsMap::parse(&blob, origin)?)));
                 }
-                steps.push(Step::Replace(from, to));
             }
             k => {
                 return Err(Error::unsupported(
                     origin,
                     "normalizer",
                     k,
-                    "ferrotok implements Prepend and Replace (or none) for BPE models",
+                    "ferrotok implements Precompiled, Replace, Prepend and Strip (or none) for \
+                     SentencePiece models",
                 ))
             }
         }
     }
+    let mut whitespace_split = false;
     let mut meta = None;
     for p in sequence(pre, "pretokenizers", origin, "pre_tokenizer")? {
         match kind(p, origin, "pre_tokenizer")? {
+            "WhitespaceSplit" if meta.is_none() && !whitespace_split => whitespace_split = true,
             "Metaspace" if meta.is_none() => {
                 meta = Some(Metaspace {
                     replacement: get_char(p, "replacement", origin, "pre_tokenizer")?,
@@ -252,12 +282,13 @@ fn parse_metaspace(normalizer: &Value, pre: &Value, origin: &str) -> Result<Meta
                     origin,
                     "pre_tokenizer",
                     k,
-                    "ferrotok implements one Metaspace (or none) for BPE models",
+                    "ferrotok implements WhitespaceSplit and Metaspace, in that order, (or \
+                     none) for SentencePiece models",
                 ))
             }
         }
     }
-    Ok(MetaspaceSplitter::new(steps, meta))
+    Ok(MetaspaceSplitter::new(steps, whitespace_split, meta))
 }
 
 fn parse_normalizer(v: &Value, origin: &str) -> Result<BertNormalizer> {
@@ -296,13 +327,43 @@ fn parse_model(v: &Value, pre: &Value, origin: &str) -> Result<Model> {
     match k {
         "WordPiece" => parse_wordpiece(v, origin).map(Model::WordPiece),
         "BPE" => parse_bpe(v, pre, origin).map(Model::Bpe),
+        "Unigram" => parse_unigram(v, origin).map(Model::Unigram),
         _ => Err(Error::unsupported(
             origin,
             "model",
             k,
-            "ferrotok's tokenizer.json loader implements WordPiece and BPE",
+            "ferrotok's tokenizer.json loader implements WordPiece, BPE and Unigram",
         )),
     }
+}
+
+/// HF's Unigram: `vocab` is a list of `[token, score]` by id.
+fn parse_unigram(v: &Value, origin: &str) -> Result<HfUnigram> {
+    let list = v
+        .get("vocab")
+        .and_then(Value::as_array)
+        .ok_or_else(|| Error::invalid(origin, "model.vocab must be a list".into()))?;
+    let mut vocab = Vec::with_capacity(list.len());
+    for (i, e) in list.iter().enumerate() {
+        match e.as_array().map(Vec::as_slice) {
+            Some([Value::String(t), s]) if s.is_number() => {
+                vocab.push((t.clone(), s.as_f64().unwrap_or(f64::NAN)))
+            }
+            _ => {
+                return Err(Error::invalid(
+                    origin,
+                    format!("model.vocab[{i}] must be [token, score], got {e}"),
+                ))
+            }
+        }
+    }
+    let unk = get_u32(v, "unk_id", origin)?;
+    HfUnigram::new(
+        vocab,
+        unk,
+        get_bool(v, "byte_fallback", false, origin)?,
+        origin,
+    )
 }
 
 fn parse_wordpiece(v: &Value, origin: &str) -> Result<WordPieceModel> {
@@ -545,10 +606,17 @@ fn parse_decoder(v: &Value, origin: &str) -> Result<Option<Decoder>> {
     let mut steps = Vec::new();
     for d in sequence(v, "decoders", origin, "decoder")? {
         steps.push(match kind(d, origin, "decoder")? {
-            "Replace" => {
-                let (from, to) = parse_replace(d, origin, "decoder")?;
-                DecodeStep::Replace(from.to_string(), to)
-            }
+            "Replace" => match parse_replace(d, origin, "decoder")? {
+                (Pattern::Literal(from), to) => DecodeStep::Replace(from, to),
+                (Pattern::Regex(_), _) => {
+                    return Err(Error::unsupported(
+                        origin,
+                        "decoder",
+                        "Replace with a Regex pattern",
+                        "ferrotok's decoders replace strings",
+                    ))
+                }
+            },
             "ByteFallback" => DecodeStep::ByteFallback,
             "Fuse" => DecodeStep::Fuse,
             "Strip" => DecodeStep::Strip {

@@ -8,6 +8,7 @@ pub mod charbpe;
 pub mod error;
 pub mod hf;
 pub mod hf_bpe;
+pub mod hf_unigram;
 pub mod metaspace;
 pub mod pretok;
 pub mod registry;

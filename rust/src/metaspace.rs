@@ -1,19 +1,31 @@
-//! The normalizer and pre-tokenizer of `tokenizer.json` files converted from SentencePiece
-//! models: `Prepend` / `Replace` normalizers (legacy Llama files) and the `Metaspace`
-//! pre-tokenizer (spaces become `▁`, one is prepended, words optionally split before each
-//! `▁`), with Hugging Face's alignments: an inserted character belongs to the original
-//! character it was inserted before, a replacement to the character it replaces.
+//! The normalizers and pre-tokenizers of `tokenizer.json` files converted from SentencePiece
+//! models: `Precompiled` (the model's character map), `Replace`, `Prepend` and `Strip`
+//! normalizers, and the `WhitespaceSplit` and `Metaspace` pre-tokenizers (spaces become `▁`,
+//! one is prepended, words optionally split before each `▁`), with Hugging Face's alignments:
+//! an inserted character belongs to the original character it was inserted after (or, for
+//! `Prepend`, before), a replacement to the last character it replaces.
+
+use fancy_regex::Regex;
+use unicode_segmentation::UnicodeSegmentation;
 
 use crate::bert::WordBuf;
+use crate::spm::CharsMap;
 
 /// When the `Metaspace` pre-tokenizer prepends its replacement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PrependScheme {
     /// To every section (text between added tokens) that does not start with it.
     Always,
-    /// Only to the section at the start of the text.
+    /// Only to the section (or word) at the start of the text.
     First,
     Never,
+}
+
+/// What a `Replace` normalizer looks for.
+#[derive(Clone, Debug)]
+pub enum Pattern {
+    Literal(String),
+    Regex(Regex),
 }
 
 /// One normalizer step.
@@ -21,8 +33,12 @@ pub enum PrependScheme {
 pub enum Step {
     /// Prepends the string to a non-empty section.
     Prepend(String),
-    /// Replaces each occurrence of a character with a string.
-    Replace(char, String),
+    /// Replaces each match of the pattern with a string.
+    Replace(Pattern, String),
+    /// Removes whitespace at the start and/or end.
+    Strip { left: bool, right: bool },
+    /// The SentencePiece character map, applied as Hugging Face's `Precompiled` does.
+    Precompiled(Box<CharsMap>),
 }
 
 /// The `Metaspace` pre-tokenizer.
@@ -33,16 +49,22 @@ pub struct Metaspace {
     pub split: bool,
 }
 
-/// The normalizer steps and the optional `Metaspace` pre-tokenizer, applied to each section.
+/// The normalizer steps, then the pre-tokenizers: an optional `WhitespaceSplit` and an
+/// optional `Metaspace`, applied to each section.
 #[derive(Clone, Debug)]
 pub struct MetaspaceSplitter {
     steps: Vec<Step>,
+    whitespace_split: bool,
     pre: Option<Metaspace>,
 }
 
 impl MetaspaceSplitter {
-    pub fn new(steps: Vec<Step>, pre: Option<Metaspace>) -> Self {
-        MetaspaceSplitter { steps, pre }
+    pub fn new(steps: Vec<Step>, whitespace_split: bool, pre: Option<Metaspace>) -> Self {
+        MetaspaceSplitter {
+            steps,
+            whitespace_split,
+            pre,
+        }
     }
 
     /// Calls `on_word` with each word of `text` (a section whose first character is original
@@ -66,48 +88,118 @@ impl MetaspaceSplitter {
         for step in &self.steps {
             match step {
                 Step::Prepend(s) => prepend(buf, s),
-                Step::Replace(from, to) => replace(buf, *from, to),
+                Step::Replace(Pattern::Literal(from), to) => {
+                    let matches: Vec<_> = buf
+                        .word
+                        .match_indices(from.as_str())
+                        .map(|(p, m)| (p, p + m.len()))
+                        .collect();
+                    replace(buf, &matches, to);
+                }
+                Step::Replace(Pattern::Regex(re), to) => {
+                    // a regex that fails on this text (backtrack limit) leaves it unchanged
+                    let matches: Vec<_> = re
+                        .find_iter(&buf.word)
+                        .map_while(|m| m.ok())
+                        .filter(|m| !m.range().is_empty())
+                        .map(|m| (m.start(), m.end()))
+                        .collect();
+                    replace(buf, &matches, to);
+                }
+                Step::Strip { left, right } => strip(buf, *left, *right),
+                Step::Precompiled(map) => precompiled(buf, map),
             }
         }
-        if let Some(m) = &self.pre {
+        // after WhitespaceSplit no word holds a space left for Metaspace to replace
+        if let Some(m) = self.pre.as_ref().filter(|_| !self.whitespace_split) {
             let mut rep = [0u8; 4];
             let rep: &str = m.replacement.encode_utf8(&mut rep);
-            replace(buf, ' ', rep);
-            let prepend_here = match m.prepend {
+            let spaces: Vec<_> = buf
+                .word
+                .match_indices(' ')
+                .map(|(p, _)| (p, p + 1))
+                .collect();
+            replace(buf, &spaces, rep);
+        }
+        let whole = std::mem::take(buf);
+        let mut res = Ok(());
+        if self.whitespace_split {
+            let mut start = None;
+            for (i, c) in whole.word.char_indices().chain([(whole.word.len(), ' ')]) {
+                match (start, c.is_whitespace()) {
+                    (None, false) => start = Some(i),
+                    (Some(s), true) => {
+                        start = None;
+                        // HF's "first": the word starts at the start of the whole text
+                        let at_start = whole.align[s] == 0;
+                        res = self.emit(
+                            &whole.word[s..i],
+                            &whole.align[s..i],
+                            at_start,
+                            buf,
+                            on_word,
+                        );
+                        if res.is_err() {
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        } else if !whole.word.is_empty() {
+            res = self.emit(&whole.word, &whole.align, char_base == 0, buf, on_word);
+        }
+        *buf = whole;
+        res.map(|()| chars)
+    }
+
+    /// The `Metaspace` step on one pre-tokenized word: prepends the replacement if the scheme
+    /// says so, and cuts before each replacement if `split` (HF's `MergedWithNext`).
+    fn emit<E>(
+        &self,
+        word: &str,
+        align: &[u32],
+        at_start: bool,
+        buf: &mut WordBuf,
+        on_word: &mut dyn FnMut(&WordBuf) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut part = |prefix: &str, range: std::ops::Range<usize>| {
+            buf.word.clear();
+            buf.align.clear();
+            buf.word.push_str(prefix);
+            buf.align
+                .extend(std::iter::repeat_n(align[range.start], prefix.len()));
+            buf.word.push_str(&word[range.clone()]);
+            buf.align.extend_from_slice(&align[range]);
+            on_word(buf)
+        };
+        let Some(m) = &self.pre else {
+            return part("", 0..word.len());
+        };
+        let mut rep = [0u8; 4];
+        let rep: &str = m.replacement.encode_utf8(&mut rep);
+        let prepend = !word.starts_with(m.replacement)
+            && match m.prepend {
                 PrependScheme::Always => true,
-                PrependScheme::First => char_base == 0,
+                PrependScheme::First => at_start,
                 PrependScheme::Never => false,
             };
-            if prepend_here && !buf.word.starts_with(m.replacement) {
-                prepend(buf, rep);
-            }
-            if m.split {
-                // MergedWithNext: each replacement starts a new word
-                let whole = std::mem::take(buf);
-                let mut start = 0;
-                let cuts = whole
-                    .word
-                    .match_indices(m.replacement)
-                    .map(|(p, _)| p)
-                    .chain(std::iter::once(whole.word.len()));
-                for p in cuts {
-                    if p > start {
-                        buf.word.clear();
-                        buf.word.push_str(&whole.word[start..p]);
-                        buf.align.clear();
-                        buf.align.extend_from_slice(&whole.align[start..p]);
-                        on_word(buf)?;
-                    }
-                    start = p;
-                }
-                *buf = whole;
-                return Ok(chars);
-            }
+        let prefix = if prepend { rep } else { "" };
+        if !m.split {
+            return part(prefix, 0..word.len());
         }
-        if !buf.word.is_empty() {
-            on_word(buf)?;
+        let mut start = 0;
+        let cuts = word
+            .match_indices(m.replacement)
+            .map(|(p, _)| p)
+            .chain([word.len()]);
+        for p in cuts {
+            if p > start {
+                part(if start == 0 { prefix } else { "" }, start..p)?;
+            }
+            start = p;
         }
-        Ok(chars)
+        Ok(())
     }
 }
 
@@ -126,19 +218,138 @@ fn prepend(buf: &mut WordBuf, s: &str) {
     buf.align.splice(0..0, std::iter::repeat_n(first, s.len()));
 }
 
-fn replace(buf: &mut WordBuf, from: char, to: &str) {
-    if !buf.word.contains(from) {
+/// HF's `NormalizedString::replace`: each match (byte range, in order, disjoint) becomes
+/// `to`, whose characters all take the alignment of the match's last byte.
+fn replace(buf: &mut WordBuf, matches: &[(usize, usize)], to: &str) {
+    if matches.is_empty() {
         return;
     }
     let old = std::mem::take(buf);
-    for (i, c) in old.word.char_indices() {
-        if c == from {
-            buf.word.push_str(to);
-            buf.align
-                .extend(std::iter::repeat_n(old.align[i], to.len()));
-        } else {
-            buf.word.push(c);
-            buf.align.extend_from_slice(&old.align[i..i + c.len_utf8()]);
+    let mut last = 0;
+    for &(s, e) in matches {
+        buf.word.push_str(&old.word[last..s]);
+        buf.align.extend_from_slice(&old.align[last..s]);
+        buf.word.push_str(to);
+        buf.align
+            .extend(std::iter::repeat_n(old.align[e - 1], to.len()));
+        last = e;
+    }
+    buf.word.push_str(&old.word[last..]);
+    buf.align.extend_from_slice(&old.align[last..]);
+}
+
+/// HF's `lstrip` / `rstrip`: whitespace (`char::is_whitespace`) goes.
+fn strip(buf: &mut WordBuf, left: bool, right: bool) {
+    if right {
+        let end = buf.word.trim_end().len();
+        buf.word.truncate(end);
+        buf.align.truncate(end);
+    }
+    if left {
+        let start = buf.word.len() - buf.word.trim_start().len();
+        buf.word.drain(..start);
+        buf.align.drain(..start);
+    }
+}
+
+/// HF's `Precompiled` normalizer. Unlike sentencepiece's longest match, it looks up each
+/// grapheme cluster of fewer than 6 bytes whole, taking the SHORTEST rule it starts with
+/// (so a rule for its first character rewrites the whole cluster), and otherwise each of its
+/// characters alone.
+fn precompiled(buf: &mut WordBuf, map: &CharsMap) {
+    // Per output character: (char, change) in HF's `NormalizedString::transform` terms:
+    // change 0 replaces the next original character, 1 inserts after the previous one, -n
+    // replaces one and removes the n after it.
+    let mut dest: Vec<(char, isize)> = Vec::new();
+    let mut modified = false;
+    let mut rewrite = |dest: &mut Vec<(char, isize)>, old: &str, new: &[u8]| {
+        modified = true;
+        // the map's replacements are UTF-8 (the .model's strings); a corrupt one is dropped
+        let new = std::str::from_utf8(new).unwrap_or("");
+        let diff = new.chars().count() as isize - old.chars().count() as isize;
+        dest.extend(new.chars().map(|c| (c, 0)));
+        if diff > 0 {
+            let n = dest.len();
+            for d in &mut dest[n - diff as usize..] {
+                d.1 = 1;
+            }
+        } else if diff < 0 {
+            if let Some(last) = dest.last_mut() {
+                last.1 += diff;
+            }
         }
+    };
+    let text = buf.word.as_str();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        // Between two ASCII characters there is always a grapheme boundary (except inside
+        // CR LF), so an ASCII byte followed by one is a cluster of its own.
+        let b = bytes[i];
+        let next = bytes.get(i + 1).copied();
+        if b < 0x80 && next.is_none_or(|n| n < 0x80) && !(b == b'\r' && next == Some(b'\n')) {
+            match map.shortest(&bytes[i..i + 1]) {
+                Some(new) => rewrite(&mut dest, &text[i..i + 1], new),
+                None => dest.push((b as char, 0)),
+            }
+            i += 1;
+            continue;
+        }
+        // up to the next boundary between two ASCII bytes: the same clusters as in the
+        // whole text
+        let mut end = i + 1;
+        while end < bytes.len()
+            && !(bytes[end - 1] < 0x80
+                && bytes[end] < 0x80
+                && !(bytes[end - 1] == b'\r' && bytes[end] == b'\n'))
+        {
+            end += 1;
+        }
+        for g in text[i..end].graphemes(true) {
+            if g.len() < 6 {
+                if let Some(new) = map.shortest(g.as_bytes()) {
+                    rewrite(&mut dest, g, new);
+                    continue;
+                }
+            }
+            for (j, c) in g.char_indices() {
+                let part = &g[j..j + c.len_utf8()];
+                match map.shortest(part.as_bytes()) {
+                    Some(new) => rewrite(&mut dest, part, new),
+                    None => dest.push((c, 0)),
+                }
+            }
+        }
+        i = end;
+    }
+    if modified {
+        transform(buf, &dest);
+    }
+}
+
+/// HF's `NormalizedString::transform` over the whole buffer.
+fn transform(buf: &mut WordBuf, dest: &[(char, isize)]) {
+    let old = std::mem::take(buf);
+    let mut rest = old.word.char_indices().map(|(p, _)| p).peekable();
+    // byte offset of the next original character to consume
+    let mut at = 0;
+    let mut consume = |at: &mut usize| {
+        rest.next();
+        *at = rest.peek().copied().unwrap_or(old.word.len());
+    };
+    for &(c, change) in dest {
+        let align = if change > 0 {
+            // inserted: shares the alignment of the byte before
+            old.align[at.max(1) - 1]
+        } else {
+            let a = old.align[at.min(old.align.len() - 1)];
+            consume(&mut at);
+            for _ in 0..-change {
+                consume(&mut at);
+            }
+            a
+        };
+        buf.word.push(c);
+        buf.align.extend(std::iter::repeat_n(align, c.len_utf8()));
     }
 }

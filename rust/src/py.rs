@@ -667,6 +667,7 @@ impl PyWordPiece {
         match self.core.model() {
             Model::WordPiece(_) => "WordPiece",
             Model::Bpe(_) => "BPE",
+            Model::Unigram(_) => "Unigram",
         }
     }
 }

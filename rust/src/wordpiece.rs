@@ -18,6 +18,7 @@ use crate::batch;
 use crate::bert::{BertSplitter, WordBuf};
 use crate::charbpe::CharBpe;
 use crate::error::{Error, Result};
+use crate::hf_unigram::HfUnigram;
 use crate::metaspace::MetaspaceSplitter;
 use crate::trie::Trie;
 
@@ -181,6 +182,7 @@ impl WordPieceModel {
 pub enum Model {
     WordPiece(WordPieceModel),
     Bpe(CharBpe),
+    Unigram(HfUnigram),
 }
 
 impl Model {
@@ -189,6 +191,7 @@ impl Model {
         match self {
             Model::WordPiece(m) => m.tokens(),
             Model::Bpe(m) => m.tokens(),
+            Model::Unigram(m) => m.tokens(),
         }
     }
 
@@ -201,6 +204,7 @@ impl Model {
                 m.tokenize(word, out);
                 Ok(())
             }
+            Model::Unigram(m) => m.tokenize(word, out),
         }
     }
 }

@@ -27,6 +27,7 @@ use rustc_hash::FxHashMap;
 
 use crate::trie::Trie;
 use crate::{Error, Result};
+pub use normalizer::CharsMap;
 use normalizer::Normalizer;
 pub use normalizer::{SPACE, SPACE_CHAR};
 use proto::{ModelType, PieceType};

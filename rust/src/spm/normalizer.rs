@@ -12,6 +12,7 @@ pub const SPACE: &str = "\u{2581}";
 pub const SPACE_CHAR: char = '\u{2581}';
 
 /// A darts-clone double array: the precompiled character map's trie.
+#[derive(Clone)]
 struct DoubleArray {
     units: Vec<u32>,
 }
@@ -75,6 +76,81 @@ impl DoubleArray {
     }
 }
 
+/// A precompiled character map: rewrite rules from a byte string to its replacement.
+#[derive(Clone)]
+pub struct CharsMap {
+    trie: DoubleArray,
+    /// The rewritten strings, NUL-separated (a rule's value is an offset into it).
+    replacements: Vec<u8>,
+}
+
+impl std::fmt::Debug for CharsMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CharsMap({} trie units)", self.trie.units.len())
+    }
+}
+
+impl CharsMap {
+    /// Parses the blob: a little-endian `u32` trie size in bytes, the trie's units, then the
+    /// replacements.
+    pub(crate) fn parse(blob: &[u8], origin: &str) -> Result<Self> {
+        let bad = |msg: &str| Error::invalid(origin, format!("precompiled_charsmap: {msg}"));
+        if blob.len() <= 4 {
+            return Err(bad("shorter than its header"));
+        }
+        let size = u32::from_le_bytes(blob[..4].try_into().unwrap()) as usize;
+        if size > blob.len() - 4 || size % 4 != 0 {
+            return Err(bad("the trie size exceeds the blob"));
+        }
+        let units = blob[4..4 + size]
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        Ok(CharsMap {
+            trie: DoubleArray { units },
+            replacements: blob[4 + size..].to_vec(),
+        })
+    }
+
+    /// The NUL-terminated replacement at `offset`, or `None` when a corrupt map points outside.
+    fn replacement(&self, offset: u32) -> Option<&[u8]> {
+        let rest = self.replacements.get(offset as usize..)?;
+        let end = memchr::memchr(0, rest)?;
+        Some(&rest[..end])
+    }
+
+    /// sentencepiece's rule: the longest rule `input` starts with, as (bytes it consumes,
+    /// replacement).
+    #[inline]
+    fn longest(&self, input: &[u8]) -> Option<(usize, &[u8])> {
+        let (len, v) = self.trie.longest_prefix(input)?;
+        Some((len, self.replacement(v)?))
+    }
+
+    /// Hugging Face's rule (`Precompiled::transform`): the replacement of the *shortest* rule
+    /// that `chunk` starts with, the walk stopping at a NUL byte.
+    pub(crate) fn shortest(&self, chunk: &[u8]) -> Option<&[u8]> {
+        let mut pos = self.trie.root()?;
+        for &b in chunk {
+            if b == 0 {
+                return None;
+            }
+            let (next, is_key) = self.trie.step(pos, b)?;
+            pos = next;
+            if is_key {
+                let value = *self.trie.units.get(pos)? & ((1 << 31) - 1);
+                return self.replacement(value);
+            }
+        }
+        None
+    }
+
+    /// Whether some rule starts with `key`.
+    fn has_node(&self, key: &[u8]) -> bool {
+        self.trie.has_node(key)
+    }
+}
+
 /// What the character map does to one ASCII byte that starts no longer rule.
 #[derive(Clone, Copy)]
 enum Ascii {
@@ -88,9 +164,7 @@ enum Ascii {
 
 /// SentencePiece's `Normalizer`, built from a model's `NormalizerSpec`.
 pub struct Normalizer {
-    map: Option<DoubleArray>,
-    /// The rewritten strings, NUL-separated (a rule's value is an offset into it).
-    replacements: Vec<u8>,
+    map: Option<CharsMap>,
     ascii: [Ascii; 128],
     add_dummy_prefix: bool,
     remove_extra_whitespaces: bool,
@@ -107,28 +181,14 @@ impl Normalizer {
         user_defined: Option<Trie>,
         origin: &str,
     ) -> Result<Self> {
-        let mut map = None;
-        let mut replacements = Vec::new();
         let blob = spec.precompiled_charsmap();
-        if !blob.is_empty() {
-            let bad = |msg: &str| Error::invalid(origin, format!("precompiled_charsmap: {msg}"));
-            if blob.len() <= 4 {
-                return Err(bad("shorter than its header"));
-            }
-            let size = u32::from_le_bytes(blob[..4].try_into().unwrap()) as usize;
-            if size > blob.len() - 4 || size % 4 != 0 {
-                return Err(bad("the trie size exceeds the blob"));
-            }
-            let units = blob[4..4 + size]
-                .chunks_exact(4)
-                .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
-                .collect();
-            map = Some(DoubleArray { units });
-            replacements = blob[4 + size..].to_vec();
-        }
+        let map = if blob.is_empty() {
+            None
+        } else {
+            Some(CharsMap::parse(blob, origin)?)
+        };
         let mut n = Normalizer {
             map,
-            replacements,
             ascii: [Ascii::Keep; 128],
             add_dummy_prefix: spec.add_dummy_prefix(),
             remove_extra_whitespaces: spec.remove_extra_whitespaces(),
@@ -154,9 +214,9 @@ impl Normalizer {
         if (0..=255u8).any(|c| map.has_node(&[b, c])) {
             return Ascii::Walk;
         }
-        match map.longest_prefix(&[b]) {
+        match map.trie.longest_prefix(&[b]) {
             None => Ascii::Keep,
-            Some((_, v)) => match self.replacement(v) {
+            Some((_, v)) => match map.replacement(v) {
                 Some(r) => {
                     let start = v;
                     Ascii::Rewrite(start, start + r.len() as u32)
@@ -164,13 +224,6 @@ impl Normalizer {
                 None => Ascii::Walk,
             },
         }
-    }
-
-    /// The NUL-terminated replacement at `offset`, or `None` when a corrupt map points outside.
-    fn replacement(&self, offset: u32) -> Option<&[u8]> {
-        let rest = self.replacements.get(offset as usize..)?;
-        let end = memchr::memchr(0, rest)?;
-        Some(&rest[..end])
     }
 
     /// `NormalizePrefix`: the normalized form of the start of `input` and how many bytes it
@@ -181,7 +234,11 @@ impl Normalizer {
         if b < 0x80 {
             match self.ascii[b as usize] {
                 Ascii::Keep => return (&input[..1], 1),
-                Ascii::Rewrite(s, e) => return (&self.replacements[s as usize..e as usize], 1),
+                Ascii::Rewrite(s, e) => {
+                    // only built when the map exists
+                    let map = self.map.as_ref().map_or(&[][..], |m| &m.replacements[..]);
+                    return (&map[s as usize..e as usize], 1);
+                }
                 Ascii::Walk => {}
             }
         }
@@ -190,12 +247,8 @@ impl Normalizer {
                 return (&input[..len], len);
             }
         }
-        if let Some(map) = &self.map {
-            if let Some((len, v)) = map.longest_prefix(input) {
-                if let Some(r) = self.replacement(v) {
-                    return (r, len);
-                }
-            }
+        if let Some((len, r)) = self.map.as_ref().and_then(|m| m.longest(input)) {
+            return (r, len);
         }
         // `input` comes from a `str`, so it is valid UTF-8 and sentencepiece's U+FFFD repair of
         // malformed bytes never applies
