@@ -4,6 +4,7 @@
 pub mod batch;
 pub mod bert;
 pub mod bpe;
+pub(crate) mod cache;
 pub mod charbpe;
 pub mod error;
 pub mod hf;

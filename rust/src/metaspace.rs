@@ -78,13 +78,16 @@ impl MetaspaceSplitter {
         on_word: &mut dyn FnMut(&WordBuf) -> Result<(), E>,
     ) -> Result<u32, E> {
         buf.word.clear();
+        buf.word.push_str(text);
         buf.align.clear();
-        let mut ci = char_base;
-        for c in text.chars() {
-            push(buf, c, ci);
-            ci += 1;
-        }
-        let chars = ci - char_base;
+        buf.align.reserve(text.len());
+        // each byte gets the index of the character it belongs to
+        let mut ci = char_base.wrapping_sub(1);
+        buf.align.extend(text.bytes().map(|b| {
+            ci = ci.wrapping_add(u32::from(!is_continuation(b)));
+            ci
+        }));
+        let chars = ci.wrapping_sub(char_base).wrapping_add(1);
         for step in &self.steps {
             match step {
                 Step::Prepend(s) => prepend(buf, s),
@@ -125,8 +128,21 @@ impl MetaspaceSplitter {
         let mut res = Ok(());
         if self.whitespace_split {
             let mut start = None;
-            for (i, c) in whole.word.char_indices().chain([(whole.word.len(), ' ')]) {
-                match (start, c.is_whitespace()) {
+            let bytes = whole.word.as_bytes();
+            let mut i = 0;
+            while i <= bytes.len() {
+                let (white, len) = match bytes.get(i) {
+                    None => (true, 1),
+                    Some(&b) if b < 0x80 => (matches!(b, b'\t'..=b'\r' | b' '), 1),
+                    Some(_) => {
+                        let c = whole.word[i..].chars().next().unwrap_or(' ');
+                        (c.is_whitespace(), c.len_utf8())
+                    }
+                };
+                let at = i;
+                i += len;
+                let i = at;
+                match (start, white) {
                     (None, false) => start = Some(i),
                     (Some(s), true) => {
                         start = None;
@@ -203,9 +219,9 @@ impl MetaspaceSplitter {
     }
 }
 
-fn push(buf: &mut WordBuf, c: char, ci: u32) {
-    buf.word.push(c);
-    buf.align.extend(std::iter::repeat_n(ci, c.len_utf8()));
+#[inline]
+fn is_continuation(b: u8) -> bool {
+    b & 0xC0 == 0x80
 }
 
 /// HF's `NormalizedString::prepend`: nothing on an empty string; otherwise the new characters
@@ -281,14 +297,26 @@ fn precompiled(buf: &mut WordBuf, map: &CharsMap) {
     };
     let text = buf.word.as_str();
     let bytes = text.as_bytes();
-    let mut i = 0;
+    // Skip the leading ASCII that no rule touches (most text): it is kept as is. Back up one
+    // character (two for CR LF) so that the walk starts at a cluster boundary.
+    let Some(first) = bytes
+        .iter()
+        .position(|&b| b >= 0x80 || map.ascii_rule(b).is_some())
+    else {
+        return;
+    };
+    let mut i = first.saturating_sub(1);
+    if i > 0 && bytes[i - 1] == b'\r' && bytes[i] == b'\n' {
+        i -= 1;
+    }
+    let skipped = i;
     while i < bytes.len() {
         // Between two ASCII characters there is always a grapheme boundary (except inside
         // CR LF), so an ASCII byte followed by one is a cluster of its own.
         let b = bytes[i];
         let next = bytes.get(i + 1).copied();
         if b < 0x80 && next.is_none_or(|n| n < 0x80) && !(b == b'\r' && next == Some(b'\n')) {
-            match map.shortest(&bytes[i..i + 1]) {
+            match map.ascii_rule(b) {
                 Some(new) => rewrite(&mut dest, &text[i..i + 1], new),
                 None => dest.push((b as char, 0)),
             }
@@ -323,26 +351,32 @@ fn precompiled(buf: &mut WordBuf, map: &CharsMap) {
         i = end;
     }
     if modified {
-        transform(buf, &dest);
+        transform(buf, skipped, &dest);
     }
 }
 
-/// HF's `NormalizedString::transform` over the whole buffer.
-fn transform(buf: &mut WordBuf, dest: &[(char, isize)]) {
-    let old = std::mem::take(buf);
-    let mut rest = old.word.char_indices().map(|(p, _)| p).peekable();
-    // byte offset of the next original character to consume
-    let mut at = 0;
+/// HF's `NormalizedString::transform` over the buffer from byte `from` on (`dest` describes
+/// that part; what comes before is kept).
+fn transform(buf: &mut WordBuf, from: usize, dest: &[(char, isize)]) {
+    let old_word = buf.word.split_off(from);
+    let old_align = buf.align.split_off(from);
+    let mut rest = old_word.char_indices().map(|(p, _)| p).peekable();
+    // byte offset (in the old part) of the next original character to consume
+    let mut at: usize = 0;
     let mut consume = |at: &mut usize| {
         rest.next();
-        *at = rest.peek().copied().unwrap_or(old.word.len());
+        *at = rest.peek().copied().unwrap_or(old_word.len());
     };
     for &(c, change) in dest {
         let align = if change > 0 {
-            // inserted: shares the alignment of the byte before
-            old.align[at.max(1) - 1]
+            // inserted: shares the alignment of the byte before (`from` > 0 only when the
+            // kept part ends before it)
+            match at.checked_sub(1) {
+                Some(p) => old_align[p],
+                None => buf.align.last().copied().unwrap_or(old_align[0]),
+            }
         } else {
-            let a = old.align[at.min(old.align.len() - 1)];
+            let a = old_align[at.min(old_align.len() - 1)];
             consume(&mut at);
             for _ in 0..-change {
                 consume(&mut at);

@@ -16,6 +16,7 @@ use rustc_hash::FxBuildHasher;
 
 use crate::batch;
 use crate::bert::{BertSplitter, WordBuf};
+use crate::cache::{PerThread, WordCache};
 use crate::charbpe::CharBpe;
 use crate::error::{Error, Result};
 use crate::hf_unigram::HfUnigram;
@@ -645,6 +646,29 @@ struct Sink {
     pieces: Vec<(u32, u32, u32)>,
 }
 
+impl Sink {
+    /// Appends `pieces` (tokens of the word in `b`) with their original offsets.
+    #[inline]
+    fn push_word(&mut self, b: &WordBuf) {
+        for &(id, s, e) in &self.pieces {
+            self.enc.ids.push(id);
+            self.enc.offsets.push([
+                b.align[s as usize] as i64,
+                b.align[e as usize - 1] as i64 + 1,
+            ]);
+            self.enc.words.push(self.word_idx);
+        }
+        self.word_idx += 1;
+    }
+}
+
+thread_local! {
+    /// Per-thread word -> (id, start, end) caches of the BPE and Unigram models, whose tokens
+    /// depend on the word alone.
+    static WORD_CACHES: std::cell::RefCell<PerThread<WordCache<(u32, u32, u32)>>> =
+        const { std::cell::RefCell::new(PerThread::new()) };
+}
+
 /// A WordPiece tokenizer: the whole pipeline, immutable, shareable between threads.
 pub struct WordPiece {
     splitter: Splitter,
@@ -657,6 +681,8 @@ pub struct WordPiece {
     decoder: Option<Decoder>,
     /// The truncation and padding the file asks for.
     pub settings: Settings,
+    /// Identity of this model's per-thread word caches.
+    cache_owner: u64,
 }
 
 impl WordPiece {
@@ -691,6 +717,7 @@ impl WordPiece {
             template,
             decoder,
             settings,
+            cache_owner: crate::cache::new_owner(),
         })
     }
 
@@ -740,21 +767,30 @@ impl WordPiece {
     /// Words of `text` (original characters from `ci` on) into `sink`; returns the number
     /// of characters of `text`.
     fn split_into(&self, text: &str, ci: u32, buf: &mut WordBuf, sink: &mut Sink) -> Result<u32> {
-        self.splitter
-            .split(text, ci, buf, &mut |b: &WordBuf| -> Result<()> {
+        if let Model::WordPiece(m) = &self.model {
+            // no cache: most words are one probe of the whole-word table already
+            return self.splitter.split(text, ci, buf, &mut |b: &WordBuf| {
                 sink.pieces.clear();
-                self.model.tokenize(&b.word, &mut sink.pieces)?;
-                for &(id, s, e) in &sink.pieces {
-                    sink.enc.ids.push(id);
-                    sink.enc.offsets.push([
-                        b.align[s as usize] as i64,
-                        b.align[e as usize - 1] as i64 + 1,
-                    ]);
-                    sink.enc.words.push(sink.word_idx);
+                m.tokenize(&b.word, &mut sink.pieces)?;
+                sink.push_word(b);
+                Ok(())
+            });
+        }
+        WORD_CACHES.with_borrow_mut(|caches| {
+            let cache = caches.get(self.cache_owner);
+            self.splitter.split(text, ci, buf, &mut |b: &WordBuf| {
+                sink.pieces.clear();
+                match cache.get(b.word.as_bytes()) {
+                    Some(pieces) => sink.pieces.extend_from_slice(pieces),
+                    None => {
+                        self.model.tokenize(&b.word, &mut sink.pieces)?;
+                        cache.put(b.word.as_bytes(), &sink.pieces);
+                    }
                 }
-                sink.word_idx += 1;
+                sink.push_word(b);
                 Ok(())
             })
+        })
     }
 
     /// One sequence, before truncation and post-processing: only `ids`, `offsets` and

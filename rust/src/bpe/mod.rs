@@ -44,8 +44,6 @@
 pub(crate) mod cache;
 pub(crate) mod merge;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use crate::error::{Error, Result};
 use rayon::prelude::*;
 
@@ -66,8 +64,6 @@ pub struct Bpe {
     /// Identity for the per-thread piece caches (clones share it: same content, same ids).
     id: u64,
 }
-
-static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
 /// Texts (or stretches between special tokens) of at least this many bytes are encoded in
 /// parallel by the `*_parallel` methods.
@@ -105,7 +101,7 @@ impl Bpe {
             pretok: Pretokenizer::new(pattern)?,
             specials,
             n_vocab,
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            id: crate::cache::new_owner(),
         })
     }
 

@@ -61,6 +61,19 @@ impl DoubleArray {
         best
     }
 
+    /// The value of exactly `key`, if it is a key.
+    fn value(&self, key: &[u8]) -> Option<u32> {
+        let mut pos = self.root()?;
+        let mut is_key = false;
+        for &b in key {
+            (pos, is_key) = self.step(pos, b)?;
+        }
+        if !is_key {
+            return None;
+        }
+        Some(*self.units.get(pos)? & ((1 << 31) - 1))
+    }
+
     /// Whether there is a node for `key`: a key is `key` or starts with it.
     fn has_node(&self, key: &[u8]) -> bool {
         let Some(mut pos) = self.root() else {
@@ -82,6 +95,8 @@ pub struct CharsMap {
     trie: DoubleArray,
     /// The rewritten strings, NUL-separated (a rule's value is an offset into it).
     replacements: Vec<u8>,
+    /// The replacement (start, end) of each one-byte ASCII key.
+    ascii: [Option<(u32, u32)>; 128],
 }
 
 impl std::fmt::Debug for CharsMap {
@@ -106,10 +121,18 @@ impl CharsMap {
             .chunks_exact(4)
             .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
             .collect();
-        Ok(CharsMap {
+        let mut map = CharsMap {
             trie: DoubleArray { units },
             replacements: blob[4 + size..].to_vec(),
-        })
+            ascii: [None; 128],
+        };
+        // (HF's walk stops at a NUL byte)
+        map.ascii = std::array::from_fn(|b| {
+            let v = map.trie.value(&[b as u8]).filter(|_| b != 0)?;
+            let r = map.replacement(v)?;
+            Some((v, v + r.len() as u32))
+        });
+        Ok(map)
     }
 
     /// The NUL-terminated replacement at `offset`, or `None` when a corrupt map points outside.
@@ -143,6 +166,13 @@ impl CharsMap {
             }
         }
         None
+    }
+
+    /// The replacement of the one-byte key `b` (< 0x80), if it is one.
+    #[inline]
+    pub(crate) fn ascii_rule(&self, b: u8) -> Option<&[u8]> {
+        let (s, e) = self.ascii[b as usize]?;
+        Some(&self.replacements[s as usize..e as usize])
     }
 
     /// Whether some rule starts with `key`.

@@ -1,0 +1,108 @@
+//! Per-thread, bounded caches from a word (or pre-tokenized piece) to what a model made of it,
+//! so a word is tokenized once per thread rather than at every occurrence.
+//!
+//! Keys and values live in two flat arenas and the table holds only offsets, so an insert is
+//! two appends and no allocation of its own. Memory is bounded: when the key arena passes
+//! [`MAX_KEY_BYTES`] the cache is cleared and refills with what the text uses now.
+//! Thread-local rather than shared: no lock, no contention, nothing to repair after fork.
+//! Only for models whose output depends on the word alone.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hashbrown::HashTable;
+
+use crate::vocab::hash_bytes;
+
+/// Key arena size at which a cache starts over (about 3x this in memory, per thread and
+/// model).
+const MAX_KEY_BYTES: usize = 4 << 20;
+/// Caches kept per thread (one per model in use).
+const PER_THREAD: usize = 4;
+
+#[derive(Clone, Copy)]
+struct Entry {
+    hash: u64,
+    key: u32,
+    key_len: u32,
+    vals: u32,
+    vals_len: u32,
+}
+
+pub struct WordCache<V> {
+    table: HashTable<Entry>,
+    keys: Vec<u8>,
+    vals: Vec<V>,
+}
+
+impl<V> Default for WordCache<V> {
+    fn default() -> Self {
+        WordCache {
+            table: HashTable::new(),
+            keys: Vec::new(),
+            vals: Vec::new(),
+        }
+    }
+}
+
+impl<V: Copy> WordCache<V> {
+    /// The cached values of `key`.
+    #[inline]
+    pub fn get(&self, key: &[u8]) -> Option<&[V]> {
+        let h = hash_bytes(key);
+        let e = self.table.find(h, |e| {
+            e.hash == h && &self.keys[e.key as usize..(e.key + e.key_len) as usize] == key
+        })?;
+        Some(&self.vals[e.vals as usize..(e.vals + e.vals_len) as usize])
+    }
+
+    /// Remembers the values of `key` (which must not be cached yet).
+    pub fn put(&mut self, key: &[u8], vals: &[V]) {
+        if self.keys.len() + key.len() > MAX_KEY_BYTES {
+            self.table.clear();
+            self.keys.clear();
+            self.vals.clear();
+        }
+        let e = Entry {
+            hash: hash_bytes(key),
+            key: self.keys.len() as u32,
+            key_len: key.len() as u32,
+            vals: self.vals.len() as u32,
+            vals_len: vals.len() as u32,
+        };
+        self.keys.extend_from_slice(key);
+        self.vals.extend_from_slice(vals);
+        self.table.insert_unique(e.hash, e, |e| e.hash);
+    }
+}
+
+static NEXT_OWNER: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh identity for a model's caches (clones of a model share it: same content, same
+/// results).
+pub fn new_owner() -> u64 {
+    NEXT_OWNER.fetch_add(1, Ordering::Relaxed)
+}
+
+/// One thread's caches, by owner, the least recently created dropped first.
+pub struct PerThread<C>(Vec<(u64, C)>);
+
+impl<C: Default> PerThread<C> {
+    pub const fn new() -> Self {
+        PerThread(Vec::new())
+    }
+
+    /// The cache of `owner`, created if needed.
+    pub fn get(&mut self, owner: u64) -> &mut C {
+        let at = match self.0.iter().position(|(o, _)| *o == owner) {
+            Some(at) => at,
+            None => {
+                if self.0.len() == PER_THREAD {
+                    self.0.remove(0);
+                }
+                self.0.push((owner, C::default()));
+                self.0.len() - 1
+            }
+        };
+        &mut self.0[at].1
+    }
+}
