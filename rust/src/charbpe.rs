@@ -17,11 +17,20 @@ use std::collections::BinaryHeap;
 
 use rustc_hash::FxHashMap;
 
+use crate::cache::{PerThread, WordCache};
 use crate::error::{Error, Result};
 use crate::wordpiece::TokenTable;
 
 const NONE: u32 = u32::MAX;
 const SPACE: &str = "\u{2581}";
+/// Parts of words up to this many bytes are cached (longer ones seldom repeat).
+pub(crate) const CACHED_MAX: usize = 128;
+
+thread_local! {
+    /// Per-thread part -> (id, start, end) caches: a part's tokens depend on it alone.
+    static PART_CACHES: std::cell::RefCell<PerThread<WordCache<(u32, u32, u32)>>> =
+        const { std::cell::RefCell::new(PerThread::new()) };
+}
 /// Pieces of at most this many symbols merge with a flat scan; longer ones with a heap.
 const SCAN_MAX: usize = 32;
 
@@ -40,6 +49,8 @@ pub struct CharBpe {
     ascii: Box<[u32; 128]>,
     /// Words may be cut before each `▁` that follows another character (see module doc).
     cut_at_space: bool,
+    /// Identity of this model's per-thread part caches.
+    cache_owner: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -110,6 +121,7 @@ impl CharBpe {
             ignore_merges,
             ascii,
             cut_at_space,
+            cache_owner: crate::cache::new_owner(),
         })
     }
 
@@ -129,30 +141,44 @@ impl CharBpe {
                 return;
             }
         }
-        let mut syms = Vec::new();
-        if !self.cut_at_space {
-            self.merge_word(word, 0, &mut syms, out);
-            return;
-        }
-        let bytes = word.as_bytes();
-        let mut start = 0;
-        for p in memchr::memmem::find_iter(bytes, SPACE.as_bytes()) {
-            if p > start && !bytes[..p].ends_with(SPACE.as_bytes()) {
-                self.merge_word(&word[start..p], start as u32, &mut syms, out);
-                start = p;
+        PART_CACHES.with_borrow_mut(|caches| {
+            let cache = caches.get(self.cache_owner);
+            let mut syms = Vec::new();
+            let mut part = |start: usize, end: usize| {
+                let key = &word.as_bytes()[start..end];
+                let short = key.len() <= CACHED_MAX;
+                if let Some(toks) = short.then(|| cache.get(key)).flatten() {
+                    let b = start as u32;
+                    out.extend(toks.iter().map(|&(id, s, e)| (id, s + b, e + b)));
+                    return;
+                }
+                let mark = out.len();
+                self.merge_word(&word[start..end], &mut syms, out);
+                if short {
+                    cache.put(key, &out[mark..]);
+                }
+                for t in &mut out[mark..] {
+                    t.1 += start as u32;
+                    t.2 += start as u32;
+                }
+            };
+            if !self.cut_at_space {
+                return part(0, word.len());
             }
-        }
-        self.merge_word(&word[start..], start as u32, &mut syms, out);
+            let bytes = word.as_bytes();
+            let mut start = 0;
+            for p in memchr::memmem::find_iter(bytes, SPACE.as_bytes()) {
+                if p > start && !bytes[..p].ends_with(SPACE.as_bytes()) {
+                    part(start, p);
+                    start = p;
+                }
+            }
+            part(start, word.len());
+        })
     }
 
-    /// HF's `merge_word` on `word` (which starts at byte `base` of the whole word).
-    fn merge_word(
-        &self,
-        word: &str,
-        base: u32,
-        syms: &mut Vec<Sym>,
-        out: &mut Vec<(u32, u32, u32)>,
-    ) {
+    /// HF's `merge_word` on `word`.
+    fn merge_word(&self, word: &str, syms: &mut Vec<Sym>, out: &mut Vec<(u32, u32, u32)>) {
         syms.clear();
         // a pending unknown run: (start, end); HF adds it before the next known character
         // (byte-fallback tokens do not flush it)
@@ -216,7 +242,7 @@ impl CharBpe {
         } else {
             self.merge_heap(syms);
         }
-        out.extend(syms.iter().map(|s| (s.id, base + s.start, base + s.end)));
+        out.extend(syms.iter().map(|s| (s.id, s.start, s.end)));
     }
 
     #[inline]

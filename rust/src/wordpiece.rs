@@ -17,7 +17,7 @@ use rustc_hash::FxBuildHasher;
 use crate::batch;
 use crate::bert::{BertSplitter, WordBuf};
 use crate::cache::{PerThread, WordCache};
-use crate::charbpe::CharBpe;
+use crate::charbpe::{CharBpe, CACHED_MAX};
 use crate::error::{Error, Result};
 use crate::hf_unigram::HfUnigram;
 use crate::metaspace::MetaspaceSplitter;
@@ -663,8 +663,8 @@ impl Sink {
 }
 
 thread_local! {
-    /// Per-thread word -> (id, start, end) caches of the BPE and Unigram models, whose tokens
-    /// depend on the word alone.
+    /// Per-thread word -> (id, start, end) caches of Unigram models, whose tokens depend on
+    /// the word alone.
     static WORD_CACHES: std::cell::RefCell<PerThread<WordCache<(u32, u32, u32)>>> =
         const { std::cell::RefCell::new(PerThread::new()) };
 }
@@ -767,11 +767,12 @@ impl WordPiece {
     /// Words of `text` (original characters from `ci` on) into `sink`; returns the number
     /// of characters of `text`.
     fn split_into(&self, text: &str, ci: u32, buf: &mut WordBuf, sink: &mut Sink) -> Result<u32> {
-        if let Model::WordPiece(m) = &self.model {
-            // no cache: most words are one probe of the whole-word table already
+        // WordPiece needs no cache (most words are one probe of its whole-word table), and
+        // the character BPE caches the parts it cuts words into itself
+        if !matches!(self.model, Model::Unigram(_)) {
             return self.splitter.split(text, ci, buf, &mut |b: &WordBuf| {
                 sink.pieces.clear();
-                m.tokenize(&b.word, &mut sink.pieces)?;
+                self.model.tokenize(&b.word, &mut sink.pieces)?;
                 sink.push_word(b);
                 Ok(())
             });
@@ -780,11 +781,15 @@ impl WordPiece {
             let cache = caches.get(self.cache_owner);
             self.splitter.split(text, ci, buf, &mut |b: &WordBuf| {
                 sink.pieces.clear();
-                match cache.get(b.word.as_bytes()) {
+                let key = b.word.as_bytes();
+                let short = key.len() <= CACHED_MAX;
+                match short.then(|| cache.get(key)).flatten() {
                     Some(pieces) => sink.pieces.extend_from_slice(pieces),
                     None => {
                         self.model.tokenize(&b.word, &mut sink.pieces)?;
-                        cache.put(b.word.as_bytes(), &sink.pieces);
+                        if short {
+                            cache.put(key, &sink.pieces);
+                        }
                     }
                 }
                 sink.push_word(b);
