@@ -10,6 +10,7 @@ With ../shared: every document of the shared corpora, and Mistral's 32k BPE mode
 from __future__ import annotations
 
 import pickle
+import random
 from pathlib import Path
 
 import ferrotok
@@ -97,6 +98,21 @@ def test_unigram_shared_corpus_matches(corpus):
     ours, ref = load(UNIGRAM)
     bad = mismatches(ours, ref, docs)
     assert not bad, describe(ours, ref, docs[bad[0]])
+
+
+def test_unigram_long_texts_match():
+    """Texts whose path score passes sentencepiece's re-centering threshold (±1e5) several
+    times: ferrotok must carry the same f32 score from word to word across its word cache.
+    (Words whose cached path f32 rounding could change at a large score, which ferrotok then
+    solves again, occur in the shared corpora: without that check en and code mismatch.)"""
+    ours, ref = load(UNIGRAM)
+    docs = fixture_corpus()
+    words = sorted({w for d in docs for w in d.split()})
+    rnd = random.Random(0)
+    texts = ["\n".join(docs) * 4] + [" ".join(rnd.choices(words, k=100_000)) for _ in range(3)]
+    assert len(ref.encode(texts[0])) > 40_000  # about -10 a token: past 1e5 several times
+    for text in texts:
+        assert ours.encode(text).tolist() == ref.encode(text), describe(ours, ref, text)
 
 
 # -- fuzzing -------------------------------------------------------------------------------------

@@ -13,8 +13,18 @@
 //!   the whole text's heap) takes sentencepiece's own whole-text path.
 //! - Unigram: sentencepiece's optimized Viterbi (one pass, best path per byte position) over
 //!   the vocabulary trie, with its float arithmetic and tie order, so equal-score paths break
-//!   the same way. No cache: the best path of a word depends on the float sum before it.
-//! - The normalizer precomputes the character map's answer for ASCII bytes.
+//!   the same way. When no piece holds `▁` after its first byte, no lattice edge crosses the
+//!   start of a `▁`, and the text is solved word by word. A word's best path depends on the
+//!   f32 score the path arrives with (rounding decides near-ties), so the per-thread word
+//!   cache keeps, with each word's exact (f64) best path, the smallest margin by which any
+//!   decision on it won; the cached path is reused only when that margin exceeds what f32
+//!   rounding at the arriving score could change, and the word is solved again otherwise.
+//!   The score carried to the next word is the same f32 sum either way. Shared corpora, test
+//!   model, MB/s cold / warm: en 21 -> 28 / 45, multi 26 -> 30 / 54 (then 36 / 67 and
+//!   33 / 64 with the normalizer's ASCII runs below).
+//! - The normalizer precomputes the character map's answer for ASCII bytes, and copies runs
+//!   of ASCII that no rule rewrites at once (a letter that NFKC would compose with a
+//!   following combining mark counts when an ASCII byte follows it).
 
 mod bpe;
 mod normalizer;

@@ -188,6 +188,9 @@ enum Ascii {
     Walk,
     /// Copied as is.
     Keep,
+    /// Copied as is when an ASCII byte (or nothing) follows: the longer rules that start with
+    /// it go on with a non-ASCII character (NFKC's compositions with combining marks).
+    KeepBeforePlainByte,
     /// Rewritten to `replacements[start..end]`.
     Rewrite(u32, u32),
 }
@@ -196,6 +199,8 @@ enum Ascii {
 pub struct Normalizer {
     map: Option<CharsMap>,
     ascii: [Ascii; 128],
+    /// Bytes copied as they are whatever follows: ASCII, `Keep`, not a space.
+    plain: [bool; 256],
     add_dummy_prefix: bool,
     remove_extra_whitespaces: bool,
     escape_whitespaces: bool,
@@ -220,6 +225,7 @@ impl Normalizer {
         let mut n = Normalizer {
             map,
             ascii: [Ascii::Keep; 128],
+            plain: [false; 256],
             add_dummy_prefix: spec.add_dummy_prefix(),
             remove_extra_whitespaces: spec.remove_extra_whitespaces(),
             escape_whitespaces: spec.escape_whitespaces(),
@@ -227,6 +233,9 @@ impl Normalizer {
             user_defined,
         };
         n.ascii = std::array::from_fn(|b| n.classify_ascii(b as u8));
+        n.plain = std::array::from_fn(|b| {
+            b < 0x80 && b != b' ' as usize && matches!(n.ascii[b], Ascii::Keep)
+        });
         Ok(n)
     }
 
@@ -240,12 +249,17 @@ impl Normalizer {
         let Some(map) = &self.map else {
             return Ascii::Keep;
         };
-        // Does any longer key start with `b`? Then the general path must look further.
-        if (0..=255u8).any(|c| map.has_node(&[b, c])) {
+        // Does any longer key start with `b`? Then the general path must look further, unless
+        // all go on with a non-ASCII byte and the next byte is ASCII.
+        let longer_ascii = (0..0x80u8).any(|c| map.has_node(&[b, c]));
+        let longer_other = (0x80..=255u8).any(|c| map.has_node(&[b, c]));
+        if longer_ascii {
             return Ascii::Walk;
         }
         match map.trie.longest_prefix(&[b]) {
+            None if longer_other => Ascii::KeepBeforePlainByte,
             None => Ascii::Keep,
+            Some(_) if longer_other => Ascii::Walk,
             Some((_, v)) => match map.replacement(v) {
                 Some(r) => {
                     let start = v;
@@ -269,7 +283,7 @@ impl Normalizer {
                     let map = self.map.as_ref().map_or(&[][..], |m| &m.replacements[..]);
                     return (&map[s as usize..e as usize], 1);
                 }
-                Ascii::Walk => {}
+                Ascii::Walk | Ascii::KeepBeforePlainByte => {}
             }
         }
         if let Some(t) = &self.user_defined {
@@ -316,6 +330,30 @@ impl Normalizer {
         }
         let mut prev_space = self.remove_extra_whitespaces;
         while !input.is_empty() {
+            // a run of ASCII bytes kept as they are (not spaces): copied at once
+            let mut run = 0;
+            loop {
+                run += input[run..]
+                    .iter()
+                    .position(|&b| !self.plain[b as usize])
+                    .unwrap_or(input.len() - run);
+                match input.get(run) {
+                    Some(&b)
+                        if b < 0x80
+                            && matches!(self.ascii[b as usize], Ascii::KeepBeforePlainByte)
+                            && input.get(run + 1).is_none_or(|&n| n < 0x80) =>
+                    {
+                        run += 1
+                    }
+                    _ => break,
+                }
+            }
+            if run > 0 {
+                out.extend_from_slice(&input[..run]);
+                input = &input[run..];
+                prev_space = false;
+                continue;
+            }
             let (mut s, n) = self.prefix(input);
             if prev_space {
                 while let [b' ', rest @ ..] = s {

@@ -16,7 +16,8 @@ use rustc_hash::FxHashMap;
 
 use super::normalizer::utf8_len;
 use super::proto::PieceType;
-use super::SentencePiece;
+use super::{SentencePiece, SPACE};
+use crate::cache::{PerThread, WordCache};
 use crate::trie::Trie;
 
 const UNSET: u32 = u32::MAX;
@@ -46,6 +47,28 @@ pub struct Unigram {
     trie: Trie,
     user_defined: Vec<bool>,
     min_score: f32,
+    /// No candidate piece holds `▁` after its first byte, so no lattice edge crosses the start
+    /// of a `▁`: the text can be solved word by word (see `encode`).
+    word_cut: bool,
+    /// The largest |score| any candidate edge can add (unknown and user-defined ones too).
+    max_step: f32,
+}
+
+/// One token of a cached word: id, end byte in the word, the score its edge adds. A cached
+/// entry starts with a header in the same shape (see [`Unigram::solve_local`]).
+#[derive(Clone, Copy)]
+struct Seg {
+    id: u32,
+    end: u32,
+    score: f32,
+}
+
+/// Words up to this many bytes are cached.
+const CACHED_MAX: usize = 128;
+
+thread_local! {
+    static WORDS: std::cell::RefCell<PerThread<WordCache<Seg>>> =
+        const { std::cell::RefCell::new(PerThread::new()) };
 }
 
 impl Unigram {
@@ -67,10 +90,27 @@ impl Unigram {
                 .filter(|&&id| types[id as usize] != PieceType::Unused)
                 .map(|&id| (pieces[id as usize].as_bytes(), id)),
         );
+        let candidates = || {
+            index
+                .values()
+                .filter(|&&id| types[id as usize] != PieceType::Unused)
+                .map(|&id| id as usize)
+        };
+        let word_cut = !candidates().any(|id| {
+            memchr::memmem::find(&pieces[id].as_bytes()[1..], SPACE.as_bytes()).is_some()
+        });
+        let max_step = candidates()
+            .map(|id| match types[id] {
+                PieceType::UserDefined => 0.1 * pieces[id].len() as f32,
+                _ => scores[id].abs(),
+            })
+            .fold((min_score - UNK_PENALTY).abs(), f32::max);
         Unigram {
             trie,
             user_defined: types.iter().map(|t| *t == PieceType::UserDefined).collect(),
             min_score,
+            word_cut,
+            max_step,
         }
     }
 
@@ -92,6 +132,190 @@ impl Unigram {
     /// Appends the ids of the best segmentation of a normalized text (sentencepiece's
     /// `EncodeOptimized`, see the module notes).
     pub fn encode(&self, sp: &SentencePiece, text: &[u8], out: &mut Vec<u32>) {
+        if !self.word_cut {
+            self.viterbi(sp, text, 0.0, out);
+            return;
+        }
+        // The best path passes through the start of every `▁`, so each word can be solved
+        // alone from the score the path has there: exactly, by `viterbi`, or from a cached
+        // solution whose every decision won by more than f32 rounding at that score could
+        // change (`replay`). Either way the score carried on is the same f32 sum.
+        WORDS.with_borrow_mut(|caches| {
+            let cache = caches.get(sp.cache_owner);
+            let mut score = 0.0f32;
+            let mut start = 0;
+            let cuts = memchr::memmem::find_iter(text, SPACE.as_bytes())
+                .filter(|&p| p > 0)
+                .chain([text.len()]);
+            for end in cuts {
+                let word = &text[start..end];
+                start = end;
+                if !(-RECENTER..=RECENTER).contains(&score) {
+                    // the re-centering `viterbi` would do at this position
+                    score = 0.0;
+                }
+                if word.len() <= CACHED_MAX {
+                    let entry = match cache.get(word) {
+                        Some(e) => e,
+                        None => {
+                            let e = self.solve_local(sp, word);
+                            cache.put(word, &e);
+                            cache.get(word).unwrap_or_default()
+                        }
+                    };
+                    if let Some(next) = self.replay(sp, word, entry, score, out) {
+                        score = next;
+                        continue;
+                    }
+                }
+                score = self.viterbi(sp, word, score, out);
+            }
+        });
+    }
+
+    /// Emits a cached solution of `word` if it holds when the path arrives with `score`, and
+    /// returns the path's score after it (summed in f32 in path order, as `viterbi` would).
+    ///
+    /// Why it holds: every node's f32 value is within `chars · u` of its exact value, where u
+    /// is half an ulp at the largest magnitude M any sum can reach (each of at most `chars`
+    /// additions along a path rounds once, and max() does not add error). A decision whose
+    /// exact margin exceeds `2 · (chars + 1) · u` therefore comes out the same in f32 for any
+    /// starting score with that M; we ask for twice that. Re-centering must not happen inside
+    /// the word either: M stays below its threshold.
+    fn replay(
+        &self,
+        sp: &SentencePiece,
+        word: &[u8],
+        entry: &[Seg],
+        mut score: f32,
+        out: &mut Vec<u32>,
+    ) -> Option<f32> {
+        let (head, toks) = entry.split_first()?;
+        let (chars, depth, margin) = (head.id as f32, f32::from_bits(head.end), head.score);
+        let m = score.abs() + depth + self.max_step + 1.0;
+        let u = m * f32::EPSILON / 2.0;
+        if m >= RECENTER || margin <= 4.0 * (chars + 1.0) * u {
+            return None;
+        }
+        let mut start = 0;
+        for t in toks {
+            sp.emit(&word[start..t.end as usize], t.id, out);
+            score += t.score;
+            start = t.end as usize;
+        }
+        Some(score)
+    }
+
+    /// The exact (f64) best path of `word` from score 0, as cache entry: a header
+    /// `Seg { id: characters, end: bits of the largest |node score|, score: the smallest
+    /// margin by which a decision on the path won }`, then the path's tokens.
+    fn solve_local(&self, sp: &SentencePiece, word: &[u8]) -> Vec<Seg> {
+        #[derive(Clone, Copy)]
+        struct Node {
+            score: f64,
+            runner_up: f64,
+            start: u32,
+            id: u32,
+            step: f32,
+        }
+        let n = word.len();
+        let unset = Node {
+            score: 0.0,
+            runner_up: f64::NEG_INFINITY,
+            start: UNSET,
+            id: 0,
+            step: 0.0,
+        };
+        let mut best = vec![unset; n + 1];
+        let offer = |node: &mut Node, cand: f64, start: usize, id: u32, step: f32| {
+            if node.start == UNSET || cand > node.score {
+                let runner_up = if node.start == UNSET {
+                    f64::NEG_INFINITY
+                } else {
+                    node.score
+                };
+                *node = Node {
+                    score: cand,
+                    runner_up: runner_up.max(node.runner_up),
+                    start: start as u32,
+                    id,
+                    step,
+                };
+            } else {
+                node.runner_up = node.runner_up.max(cand);
+            }
+        };
+        let unk_score = self.unk_score();
+        let mut chars = 0u32;
+        let mut start = 0;
+        while start < n {
+            chars += 1;
+            let here = best[start].score;
+            let char_len = utf8_len(word[start]).min(n - start);
+            let mut has_char = false;
+            let mut node = Trie::ROOT;
+            for (k, &b) in word[start..].iter().enumerate() {
+                let Some(next) = self.trie.step(node, b) else {
+                    break;
+                };
+                node = next;
+                let Some(id) = self.trie.value(node) else {
+                    continue;
+                };
+                let step = self.score(sp, id, k + 1);
+                offer(
+                    &mut best[start + k + 1],
+                    step as f64 + here,
+                    start,
+                    id,
+                    step,
+                );
+                has_char |= k + 1 == char_len;
+            }
+            if !has_char {
+                let step = unk_score;
+                offer(
+                    &mut best[start + char_len],
+                    step as f64 + here,
+                    start,
+                    sp.unk_id,
+                    step,
+                );
+            }
+            start += char_len;
+        }
+        let depth = best
+            .iter()
+            .filter(|b| b.start != UNSET)
+            .fold(0.0f64, |d, b| d.max(-b.score).max(b.score));
+        let mut margin = f64::INFINITY;
+        let mut toks = Vec::new();
+        let mut end = n;
+        while end > 0 {
+            let b = best[end];
+            margin = margin.min(b.score - b.runner_up);
+            toks.push(Seg {
+                id: b.id,
+                end: end as u32,
+                score: b.step,
+            });
+            end = b.start as usize;
+        }
+        // rounded the safe way: depth up, margin down
+        let depth = depth as f32 * (1.0 + 1e-6);
+        let margin = (margin as f32 * (1.0 - 1e-6)).max(0.0);
+        toks.push(Seg {
+            id: chars,
+            end: depth.to_bits(),
+            score: margin,
+        });
+        toks.reverse();
+        toks
+    }
+
+    /// sentencepiece's Viterbi over `text`, the path arriving at its start with `score`;
+    /// appends the ids and returns the best path's score at the end.
+    fn viterbi(&self, sp: &SentencePiece, text: &[u8], score: f32, out: &mut Vec<u32>) -> f32 {
         let n = text.len();
         let unk_score = self.unk_score();
         SCRATCH.with(|scratch| {
@@ -105,6 +329,7 @@ impl Unigram {
                     id: 0,
                 },
             );
+            best[0].score = score;
             let mut start = 0;
             // the furthest position any candidate has reached
             let mut frontier = 0;
@@ -171,7 +396,8 @@ impl Unigram {
             for &(start, end, id) in path.iter().rev() {
                 sp.emit(&text[start..end], id, out);
             }
-        });
+            best[n].score
+        })
     }
 
     /// The `n` best segmentations with their scores, best first (sentencepiece's
