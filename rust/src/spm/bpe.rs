@@ -34,6 +34,16 @@ pub struct Bpe {
     shadowed: FxHashSet<u32>,
     /// The id of each ASCII character's piece (NONE if it has none).
     ascii: [u32; 128],
+    /// (left id, right id) -> id of their concatenation, for every piece that is one: a
+    /// merge of two known pieces never hashes bytes.
+    pairs: PairTable,
+}
+
+type PairTable = FxHashMap<u64, u32>;
+
+#[inline]
+fn pair_key(l: u32, r: u32) -> u64 {
+    (l as u64) << 32 | r as u64
 }
 
 #[derive(Clone, Copy)]
@@ -65,11 +75,20 @@ impl Bpe {
                 }
             }
         }
+        let mut pairs = PairTable::default();
+        for (piece, &id) in index {
+            for k in 1..piece.len() {
+                if let (Some(&l), Some(&r)) = (index.get(&piece[..k]), index.get(&piece[k..])) {
+                    pairs.insert(pair_key(l, r), id);
+                }
+            }
+        }
         Bpe {
             split_words,
             has_unused: types.contains(&PieceType::Unused),
             shadowed,
             ascii: std::array::from_fn(|b| index.get(&[b as u8][..]).copied().unwrap_or(NONE)),
+            pairs,
         }
     }
 
@@ -81,7 +100,15 @@ impl Bpe {
                 self.symbols(sp, text, &mut syms);
                 let mut rev = FxHashMap::default();
                 let track = self.has_unused.then_some(&mut rev);
-                merge_heap(sp, text, &mut syms, &mut cache.pairs, track, None);
+                merge_heap(
+                    sp,
+                    &self.pairs,
+                    text,
+                    &mut syms,
+                    &mut cache.pairs,
+                    track,
+                    None,
+                );
                 self.emit_all(sp, text, &syms, &rev, out);
                 return;
             }
@@ -92,9 +119,17 @@ impl Bpe {
                 let at = out.len();
                 self.symbols(sp, word, &mut syms);
                 if syms.len() <= SCAN_MAX {
-                    merge_scan(sp, word, &mut syms, &mut cache.pairs);
+                    merge_scan(sp, &self.pairs, word, &mut syms, &mut cache.pairs);
                 } else {
-                    merge_heap(sp, word, &mut syms, &mut cache.pairs, None, None);
+                    merge_heap(
+                        sp,
+                        &self.pairs,
+                        word,
+                        &mut syms,
+                        &mut cache.pairs,
+                        None,
+                        None,
+                    );
                 }
                 self.emit_all(sp, word, &syms, &FxHashMap::default(), out);
                 cache.put(word, &out[at..]);
@@ -118,7 +153,15 @@ impl Bpe {
         let track = self.has_unused.then_some(&mut rev);
         with_cache(sp.cache_owner, |cache: &mut PieceCache| {
             let dropout = Some((alpha, &mut rng));
-            merge_heap(sp, text, &mut syms, &mut cache.pairs, track, dropout)
+            merge_heap(
+                sp,
+                &self.pairs,
+                text,
+                &mut syms,
+                &mut cache.pairs,
+                track,
+                dropout,
+            )
         });
         self.emit_all(sp, text, &syms, &rev, out);
     }
@@ -219,11 +262,12 @@ fn words(text: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 /// The id and score of the piece that merging `l` and `r` would make. Pairs of known pieces
-/// go through the per-thread memo (the concatenation of two pieces is the same string
-/// wherever they meet).
+/// go through the per-thread memo, then the pair table (the concatenation of two pieces is
+/// the same string wherever they meet); only an unknown character's pairs hash bytes.
 #[inline]
 fn pair(
     sp: &SentencePiece,
+    table: &PairTable,
     text: &[u8],
     l: &Sym,
     r: &Sym,
@@ -239,7 +283,9 @@ fn pair(
             .unwrap_or(NONE)
     };
     let id = if l.id != NONE && r.id != NONE {
-        memo.get_or(l.id, r.id, lookup)
+        memo.get_or(l.id, r.id, || {
+            table.get(&pair_key(l.id, r.id)).copied().unwrap_or(NONE)
+        })
     } else {
         lookup()
     };
@@ -247,13 +293,19 @@ fn pair(
 }
 
 /// Merges a short word in place: repeatedly the best pair (highest score, leftmost).
-fn merge_scan(sp: &SentencePiece, text: &[u8], syms: &mut Vec<Sym>, memo: &mut PairMemo) {
+fn merge_scan(
+    sp: &SentencePiece,
+    table: &PairTable,
+    text: &[u8],
+    syms: &mut Vec<Sym>,
+    memo: &mut PairMemo,
+) {
     if syms.len() < 2 {
         return;
     }
     let mut pairs: Vec<Option<(u32, f32)>> = syms
         .windows(2)
-        .map(|w| pair(sp, text, &w[0], &w[1], memo))
+        .map(|w| pair(sp, table, text, &w[0], &w[1], memo))
         .collect();
     loop {
         let mut best: Option<(usize, u32, f32)> = None;
@@ -270,10 +322,10 @@ fn merge_scan(sp: &SentencePiece, text: &[u8], syms: &mut Vec<Sym>, memo: &mut P
         syms.remove(k + 1);
         pairs.remove(k);
         if k + 1 < syms.len() {
-            pairs[k] = pair(sp, text, &syms[k], &syms[k + 1], memo);
+            pairs[k] = pair(sp, table, text, &syms[k], &syms[k + 1], memo);
         }
         if k > 0 {
-            pairs[k - 1] = pair(sp, text, &syms[k - 1], &syms[k], memo);
+            pairs[k - 1] = pair(sp, table, text, &syms[k - 1], &syms[k], memo);
         }
     }
 }
@@ -311,6 +363,7 @@ impl Ord for Candidate {
 /// sentencepiece); with `dropout`, skips each merge with probability alpha.
 fn merge_heap(
     sp: &SentencePiece,
+    table: &PairTable,
     text: &[u8],
     syms: &mut Vec<Sym>,
     memo: &mut PairMemo,
@@ -331,7 +384,7 @@ fn merge_heap(
             return;
         }
         let (a, b) = (&syms[l as usize], &syms[r as usize]);
-        if let Some((id, score)) = pair(sp, text, a, b, memo) {
+        if let Some((id, score)) = pair(sp, table, text, a, b, memo) {
             heap.push(Candidate {
                 score,
                 left: l,
