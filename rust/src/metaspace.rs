@@ -268,48 +268,54 @@ fn strip(buf: &mut WordBuf, left: bool, right: bool) {
     }
 }
 
+/// One piece of HF's transformation list (`NormalizedString::transform`), with runs of kept
+/// characters as one copy.
+enum Op {
+    /// The original bytes `start..end` kept: one entry `(c, 0)` per character.
+    Copy(usize, usize),
+    /// One output character and its change: 0 replaces the next original character, 1
+    /// inserts after the previous one, -n replaces one and removes the n after it.
+    Char(char, isize),
+    /// The entry before also removes this many more original characters.
+    Skip(usize),
+}
+
 /// HF's `Precompiled` normalizer. Unlike sentencepiece's longest match, it looks up each
 /// grapheme cluster of fewer than 6 bytes whole, taking the SHORTEST rule it starts with
 /// (so a rule for its first character rewrites the whole cluster), and otherwise each of its
 /// characters alone.
 fn precompiled(buf: &mut WordBuf, map: &CharsMap) {
-    // Per output character: (char, change) in HF's `NormalizedString::transform` terms:
-    // change 0 replaces the next original character, 1 inserts after the previous one, -n
-    // replaces one and removes the n after it.
-    let mut dest: Vec<(char, isize)> = Vec::new();
+    let mut ops: Vec<Op> = Vec::new();
     let mut modified = false;
-    let mut rewrite = |dest: &mut Vec<(char, isize)>, old: &str, new: &[u8]| {
+    let copy = |ops: &mut Vec<Op>, start: usize, end: usize| match ops.last_mut() {
+        Some(Op::Copy(_, e)) if *e == start => *e = end,
+        _ => ops.push(Op::Copy(start, end)),
+    };
+    let mut rewrite = |ops: &mut Vec<Op>, old: &str, new: &[u8]| {
         modified = true;
         // the map's replacements are UTF-8 (the .model's strings); a corrupt one is dropped
         let new = std::str::from_utf8(new).unwrap_or("");
-        let diff = new.chars().count() as isize - old.chars().count() as isize;
-        dest.extend(new.chars().map(|c| (c, 0)));
-        if diff > 0 {
-            let n = dest.len();
-            for d in &mut dest[n - diff as usize..] {
-                d.1 = 1;
-            }
-        } else if diff < 0 {
-            if let Some(last) = dest.last_mut() {
-                last.1 += diff;
+        let count = new.chars().count() as isize;
+        let diff = count - old.chars().count() as isize;
+        // HF: the last `diff` new characters are insertions; a shrink lowers the change of
+        // the last entry, even one before this cluster (and nothing when there is none)
+        let inserted = diff.max(0);
+        ops.extend(
+            new.chars()
+                .enumerate()
+                .map(|(k, c)| Op::Char(c, isize::from(k as isize >= count - inserted))),
+        );
+        if diff < 0 {
+            match ops.last_mut() {
+                None => {}
+                Some(Op::Char(_, change)) => *change += diff,
+                Some(_) => ops.push(Op::Skip(-diff as usize)),
             }
         }
     };
     let text = buf.word.as_str();
     let bytes = text.as_bytes();
-    // Skip the leading ASCII that no rule touches (most text): it is kept as is. Back up one
-    // character (two for CR LF) so that the walk starts at a cluster boundary.
-    let Some(first) = bytes
-        .iter()
-        .position(|&b| b >= 0x80 || map.ascii_rule(b).is_some())
-    else {
-        return;
-    };
-    let mut i = first.saturating_sub(1);
-    if i > 0 && bytes[i - 1] == b'\r' && bytes[i] == b'\n' {
-        i -= 1;
-    }
-    let skipped = i;
+    let mut i = 0;
     while i < bytes.len() {
         // Between two ASCII characters there is always a grapheme boundary (except inside
         // CR LF), so an ASCII byte followed by one is a cluster of its own.
@@ -317,8 +323,8 @@ fn precompiled(buf: &mut WordBuf, map: &CharsMap) {
         let next = bytes.get(i + 1).copied();
         if b < 0x80 && next.is_none_or(|n| n < 0x80) && !(b == b'\r' && next == Some(b'\n')) {
             match map.ascii_rule(b) {
-                Some(new) => rewrite(&mut dest, &text[i..i + 1], new),
-                None => dest.push((b as char, 0)),
+                Some(new) => rewrite(&mut ops, &text[i..i + 1], new),
+                None => copy(&mut ops, i, i + 1),
             }
             i += 1;
             continue;
@@ -333,57 +339,79 @@ fn precompiled(buf: &mut WordBuf, map: &CharsMap) {
         {
             end += 1;
         }
-        for g in text[i..end].graphemes(true) {
+        for (gi, g) in text[i..end].grapheme_indices(true) {
             if g.len() < 6 {
                 if let Some(new) = map.shortest(g.as_bytes()) {
-                    rewrite(&mut dest, g, new);
+                    rewrite(&mut ops, g, new);
                     continue;
                 }
             }
             for (j, c) in g.char_indices() {
                 let part = &g[j..j + c.len_utf8()];
                 match map.shortest(part.as_bytes()) {
-                    Some(new) => rewrite(&mut dest, part, new),
-                    None => dest.push((c, 0)),
+                    Some(new) => rewrite(&mut ops, part, new),
+                    None => {
+                        let at = i + gi + j;
+                        copy(&mut ops, at, at + part.len())
+                    }
                 }
             }
         }
         i = end;
     }
     if modified {
-        transform(buf, skipped, &dest);
+        transform(buf, &ops);
     }
 }
 
-/// HF's `NormalizedString::transform` over the buffer from byte `from` on (`dest` describes
-/// that part; what comes before is kept).
-fn transform(buf: &mut WordBuf, from: usize, dest: &[(char, isize)]) {
-    let old_word = buf.word.split_off(from);
-    let old_align = buf.align.split_off(from);
-    let mut rest = old_word.char_indices().map(|(p, _)| p).peekable();
-    // byte offset (in the old part) of the next original character to consume
+/// HF's `NormalizedString::transform` of the whole buffer. The original characters are
+/// consumed in order; a copied run whose start is where consumption stands (always, except
+/// after a removal at the very start) is copied with its alignments at once.
+fn transform(buf: &mut WordBuf, ops: &[Op]) {
+    let old = std::mem::take(buf);
+    let last = old.align.len().saturating_sub(1);
+    // byte offset of the next original character to consume
     let mut at: usize = 0;
-    let mut consume = |at: &mut usize| {
-        rest.next();
-        *at = rest.peek().copied().unwrap_or(old_word.len());
+    let consume = |at: &mut usize| {
+        *at += old.word[(*at).min(old.word.len())..]
+            .chars()
+            .next()
+            .map_or(0, char::len_utf8);
     };
-    for &(c, change) in dest {
-        let align = if change > 0 {
-            // inserted: shares the alignment of the byte before (`from` > 0 only when the
-            // kept part ends before it)
-            match at.checked_sub(1) {
-                Some(p) => old_align[p],
-                None => buf.align.last().copied().unwrap_or(old_align[0]),
-            }
-        } else {
-            let a = old_align[at.min(old_align.len() - 1)];
-            consume(&mut at);
-            for _ in 0..-change {
-                consume(&mut at);
-            }
-            a
-        };
+    let push = |buf: &mut WordBuf, c: char, align: u32| {
         buf.word.push(c);
         buf.align.extend(std::iter::repeat_n(align, c.len_utf8()));
+    };
+    for op in ops {
+        match *op {
+            Op::Copy(s, e) if s == at => {
+                buf.word.push_str(&old.word[s..e]);
+                buf.align.extend_from_slice(&old.align[s..e]);
+                at = e;
+            }
+            Op::Copy(s, e) => {
+                for c in old.word[s..e].chars() {
+                    let a = old.align[at.min(last)];
+                    consume(&mut at);
+                    push(buf, c, a);
+                }
+            }
+            Op::Skip(n) => {
+                for _ in 0..n {
+                    consume(&mut at);
+                }
+            }
+            Op::Char(c, change) if change > 0 => {
+                // inserted: shares the alignment of the byte before
+                push(buf, c, old.align[at.max(1).min(last + 1) - 1]);
+            }
+            Op::Char(c, change) => {
+                let a = old.align[at.min(last)];
+                for _ in 0..=(-change) {
+                    consume(&mut at);
+                }
+                push(buf, c, a);
+            }
+        }
     }
 }
