@@ -63,6 +63,17 @@ struct Seg {
     score: f32,
 }
 
+/// A node of [`Unigram::solve_local`]'s exact Viterbi: the best path's score and, to tell
+/// how safely it won, the best score of the paths it beat.
+#[derive(Clone, Copy)]
+struct Exact {
+    score: f64,
+    runner_up: f64,
+    start: u32,
+    id: u32,
+    step: f32,
+}
+
 /// Words up to this many bytes are cached.
 const CACHED_MAX: usize = 128;
 
@@ -143,6 +154,7 @@ impl Unigram {
         WORDS.with_borrow_mut(|caches| {
             let cache = caches.get(sp.cache_owner);
             let mut score = 0.0f32;
+            let (mut entry, mut nodes) = (Vec::new(), Vec::new());
             let mut start = 0;
             let cuts = memchr::memmem::find_iter(text, SPACE.as_bytes())
                 .filter(|&p| p > 0)
@@ -155,15 +167,15 @@ impl Unigram {
                     score = 0.0;
                 }
                 if word.len() <= CACHED_MAX {
-                    let entry = match cache.get(word) {
-                        Some(e) => e,
+                    let next = match cache.get(word) {
+                        Some(e) => self.replay(sp, word, e, score, out),
                         None => {
-                            let e = self.solve_local(sp, word);
-                            cache.put(word, &e);
-                            cache.get(word).unwrap_or_default()
+                            self.solve_local(sp, word, &mut nodes, &mut entry);
+                            cache.put(word, &entry);
+                            self.replay(sp, word, &entry, score, out)
                         }
                     };
-                    if let Some(next) = self.replay(sp, word, entry, score, out) {
+                    if let Some(next) = next {
                         score = next;
                         continue;
                     }
@@ -209,32 +221,31 @@ impl Unigram {
     /// The exact (f64) best path of `word` from score 0, as cache entry: a header
     /// `Seg { id: characters, end: bits of the largest |node score|, score: the smallest
     /// margin by which a decision on the path won }`, then the path's tokens.
-    fn solve_local(&self, sp: &SentencePiece, word: &[u8]) -> Vec<Seg> {
-        #[derive(Clone, Copy)]
-        struct Node {
-            score: f64,
-            runner_up: f64,
-            start: u32,
-            id: u32,
-            step: f32,
-        }
+    fn solve_local(
+        &self,
+        sp: &SentencePiece,
+        word: &[u8],
+        best: &mut Vec<Exact>,
+        toks: &mut Vec<Seg>,
+    ) {
         let n = word.len();
-        let unset = Node {
+        let unset = Exact {
             score: 0.0,
             runner_up: f64::NEG_INFINITY,
             start: UNSET,
             id: 0,
             step: 0.0,
         };
-        let mut best = vec![unset; n + 1];
-        let offer = |node: &mut Node, cand: f64, start: usize, id: u32, step: f32| {
+        best.clear();
+        best.resize(n + 1, unset);
+        let offer = |node: &mut Exact, cand: f64, start: usize, id: u32, step: f32| {
             if node.start == UNSET || cand > node.score {
                 let runner_up = if node.start == UNSET {
                     f64::NEG_INFINITY
                 } else {
                     node.score
                 };
-                *node = Node {
+                *node = Exact {
                     score: cand,
                     runner_up: runner_up.max(node.runner_up),
                     start: start as u32,
@@ -289,7 +300,7 @@ impl Unigram {
             .filter(|b| b.start != UNSET)
             .fold(0.0f64, |d, b| d.max(-b.score).max(b.score));
         let mut margin = f64::INFINITY;
-        let mut toks = Vec::new();
+        toks.clear();
         let mut end = n;
         while end > 0 {
             let b = best[end];
@@ -310,7 +321,6 @@ impl Unigram {
             score: margin,
         });
         toks.reverse();
-        toks
     }
 
     /// sentencepiece's Viterbi over `text`, the path arriving at its start with `score`;
