@@ -442,8 +442,8 @@ def test_unknown_component_is_named(component, replacement, name):
 
 def test_unknown_model_is_named():
     data = json.loads(FIXTURE_JSON.read_text(encoding="utf-8"))
-    data["model"]["type"] = "Unigram"
-    with pytest.raises(ValueError, match=r"model.*Unigram"):
+    data["model"]["type"] = "WordLevel"
+    with pytest.raises(ValueError, match=r"model.*WordLevel"):
         ferrotok.Tokenizer.from_str(json.dumps(data))
 
 
