@@ -106,14 +106,14 @@ class Tokenizer:
 
     __slots__ = ("_core", "_source", "_table")
 
-    def __init__(self, core: _core.CoreWordPiece, source: tuple[Any, ...]) -> None:
+    def __init__(self, core: _core.CoreTokenizer, source: tuple[Any, ...]) -> None:
         self._core = core
         # what the vocabulary was built from, for pickling: ("json", text, origin) or
         # ("vocab", text, origin, options)
         self._source = source
         self._table: list[str | None] | None = None
 
-    def _with(self, core: _core.CoreWordPiece) -> Tokenizer:
+    def _with(self, core: _core.CoreTokenizer) -> Tokenizer:
         return Tokenizer(core, self._source)
 
     # -- construction -------------------------------------------------------------------------
@@ -141,14 +141,14 @@ class Tokenizer:
         origin = os.fspath(path)
         with open(origin, encoding="utf-8") as f:
             text = f.read()
-        return cls(_core.CoreWordPiece.from_json(text, origin), ("json", text, origin))
+        return cls(_core.CoreTokenizer.from_json(text, origin), ("json", text, origin))
 
     @classmethod
     def from_str(cls, json: str, *, origin: str = "<string>") -> Tokenizer:
         """Like :meth:`from_file`, from the text of a ``tokenizer.json``."""
         if not isinstance(json, str):
             raise TypeError(f"json must be a str, got {type(json).__name__}")
-        return cls(_core.CoreWordPiece.from_json(json, origin), ("json", json, origin))
+        return cls(_core.CoreTokenizer.from_json(json, origin), ("json", json, origin))
 
     @classmethod
     def from_vocab(
@@ -195,7 +195,7 @@ class Tokenizer:
     @classmethod
     def _from_vocab_text(cls, text: str, origin: str, options: dict[str, Any]) -> Tokenizer:
         o = options
-        core = _core.CoreWordPiece.from_vocab_text(
+        core = _core.CoreTokenizer.from_vocab_text(
             text,
             origin,
             o["lowercase"],

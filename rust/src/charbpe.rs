@@ -19,7 +19,7 @@ use rustc_hash::FxHashMap;
 
 use crate::cache::{PerThread, WordCache};
 use crate::error::{Error, Result};
-use crate::wordpiece::TokenTable;
+use crate::pipeline::TokenTable;
 
 const NONE: u32 = u32::MAX;
 const SPACE: &str = "\u{2581}";

@@ -15,11 +15,11 @@ use crate::hf_unigram::HfUnigram;
 use base64::Engine;
 
 use crate::metaspace::{Metaspace, MetaspaceSplitter, Pattern, PrependScheme, Step};
-use crate::spm::CharsMap;
-use crate::wordpiece::{
-    AddedToken, DecodeStep, Decoder, Model, Padding, Piece, Settings, Splitter, Template,
-    Truncation, TruncationStrategy, WordPiece, WordPieceModel,
+use crate::pipeline::{
+    AddedToken, DecodeStep, Decoder, Model, Padding, Piece, Pipeline, Settings, Splitter, Template,
+    Truncation, TruncationStrategy, WordPieceModel,
 };
+use crate::spm::CharsMap;
 
 fn read(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).map_err(|source| Error::Io {
@@ -29,7 +29,7 @@ fn read(path: &Path) -> Result<String> {
 }
 
 /// Loads a `tokenizer.json` file.
-pub fn from_file(path: &Path) -> Result<WordPiece> {
+pub fn from_file(path: &Path) -> Result<Pipeline> {
     from_json(&read(path)?, &path.display().to_string())
 }
 
@@ -89,7 +89,7 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<Value> {
 }
 
 /// Parses the text of a `tokenizer.json`; `origin` names it in errors.
-pub fn from_json(text: &str, origin: &str) -> Result<WordPiece> {
+pub fn from_json(text: &str, origin: &str) -> Result<Pipeline> {
     let root = parse(text, origin)?;
     let root = root
         .as_object()
@@ -117,7 +117,7 @@ pub fn from_json(text: &str, origin: &str) -> Result<WordPiece> {
         truncation: parse_truncation(field("truncation"), origin)?,
         padding: parse_padding(field("padding"), origin)?,
     };
-    WordPiece::new(splitter, model, added, template, decoder, settings)
+    Pipeline::new(splitter, model, added, template, decoder, settings)
 }
 
 /// BertNormalizer (or none) and BertPreTokenizer.
@@ -728,12 +728,12 @@ pub struct VocabOptions {
 /// trimmed) into the tokenizer HF's `BertWordPieceTokenizer` builds around it: the BERT
 /// normalizer and pre-tokenizer, the special tokens present in the vocabulary as added
 /// tokens, `[CLS] A [SEP] B [SEP]`, the WordPiece decoder; no truncation, no padding.
-pub fn from_vocab_txt(path: &Path, opts: &VocabOptions) -> Result<WordPiece> {
+pub fn from_vocab_txt(path: &Path, opts: &VocabOptions) -> Result<Pipeline> {
     from_vocab_text(&read(path)?, &path.display().to_string(), opts)
 }
 
 /// [`from_vocab_txt`] from the file's text; `origin` names it in errors.
-pub fn from_vocab_text(text: &str, origin: &str, opts: &VocabOptions) -> Result<WordPiece> {
+pub fn from_vocab_text(text: &str, origin: &str, opts: &VocabOptions) -> Result<Pipeline> {
     let vocab: Vec<(String, u32)> = text
         .lines()
         .enumerate()
@@ -774,7 +774,7 @@ pub fn from_vocab_text(text: &str, origin: &str, opts: &VocabOptions) -> Result<
             ),
         ));
     };
-    WordPiece::new(
+    Pipeline::new(
         Splitter::Bert(Box::new(BertSplitter::new(opts.normalizer))),
         model,
         added,

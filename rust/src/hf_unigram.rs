@@ -10,8 +10,8 @@
 //! start position, then length, a later one replacing the best only when strictly greater.
 
 use crate::error::{Error, Result};
+use crate::pipeline::TokenTable;
 use crate::trie::Trie;
-use crate::wordpiece::TokenTable;
 
 const UNSET: u32 = u32::MAX;
 

@@ -11,6 +11,7 @@ pub mod hf;
 pub mod hf_bpe;
 pub mod hf_unigram;
 pub mod metaspace;
+pub mod pipeline;
 pub mod pretok;
 pub mod registry;
 pub mod special;
@@ -18,15 +19,14 @@ pub mod spm;
 pub mod train;
 pub mod trie;
 pub mod vocab;
-pub mod wordpiece;
 
 #[cfg(feature = "python")]
 mod py;
 
 pub use bpe::Bpe;
 pub use error::{Error, Result};
+pub use pipeline::Pipeline;
 pub use pretok::Pretokenizer;
 pub use special::{SpecialSet, SpecialTokens};
 pub use spm::SentencePiece;
 pub use vocab::{Rank, Vocab};
-pub use wordpiece::WordPiece;

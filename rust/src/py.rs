@@ -16,14 +16,14 @@ use crate::bpe::Bpe;
 use crate::error::Error;
 use crate::hf;
 use crate::hf_bpe;
+use crate::pipeline::{
+    Encoding, Model, Padding, Pipeline, Settings, Truncation, TruncationStrategy,
+};
 use crate::pretok::Pretokenizer;
 use crate::registry;
 use crate::spm::{self, SentencePiece};
 use crate::train::{self, PieceCounts};
 use crate::vocab::{Rank, Vocab};
-use crate::wordpiece::{
-    Encoding, Model, Padding, Settings, Truncation, TruncationStrategy, WordPiece,
-};
 
 fn to_py(err: Error) -> PyErr {
     match &err {
@@ -366,22 +366,22 @@ type TruncationTuple = (usize, &'static str, usize, &'static str);
 /// `(length or None, direction, pad_to_multiple_of, pad_id, pad_type_id, pad_token)`.
 type PaddingTuple = (Option<usize>, &'static str, Option<usize>, u32, u32, String);
 
-/// A WordPiece (BERT) tokenizer (wrapped by `ferrotok.Tokenizer`). The vocabulary is shared
+/// A `tokenizer.json` tokenizer (wrapped by `ferrotok.Tokenizer`). The vocabulary is shared
 /// between the copies that `with_truncation` / `with_padding` make.
-#[pyclass(frozen, module = "ferrotok._core", name = "CoreWordPiece")]
-pub struct PyWordPiece {
-    core: Arc<WordPiece>,
+#[pyclass(frozen, module = "ferrotok._core", name = "CoreTokenizer")]
+pub struct PyTokenizer {
+    core: Arc<Pipeline>,
     settings: Settings,
 }
 
 #[pymethods]
-impl PyWordPiece {
+impl PyTokenizer {
     /// Loads a Hugging Face `tokenizer.json`.
     #[staticmethod]
     fn from_file(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
         let core = py.detach(|| hf::from_file(&path)).map_err(to_py)?;
         let settings = core.settings.clone();
-        Ok(PyWordPiece {
+        Ok(PyTokenizer {
             core: Arc::new(core),
             settings,
         })
@@ -392,7 +392,7 @@ impl PyWordPiece {
     fn from_json(py: Python<'_>, text: &str, origin: &str) -> PyResult<Self> {
         let core = py.detach(|| hf::from_json(text, origin)).map_err(to_py)?;
         let settings = core.settings.clone();
-        Ok(PyWordPiece {
+        Ok(PyTokenizer {
             core: Arc::new(core),
             settings,
         })
@@ -436,7 +436,7 @@ impl PyWordPiece {
         let core = py
             .detach(|| hf::from_vocab_text(text, origin, &opts))
             .map_err(to_py)?;
-        Ok(PyWordPiece {
+        Ok(PyTokenizer {
             core: Arc::new(core),
             settings: Settings::default(),
         })
@@ -470,7 +470,7 @@ impl PyWordPiece {
                 left: side(direction)?,
             }),
         };
-        Ok(PyWordPiece {
+        Ok(PyTokenizer {
             core: self.core.clone(),
             settings,
         })
@@ -502,7 +502,7 @@ impl PyWordPiece {
         } else {
             None
         };
-        Ok(PyWordPiece {
+        Ok(PyTokenizer {
             core: self.core.clone(),
             settings,
         })
@@ -661,7 +661,7 @@ impl PyWordPiece {
         self.core.vocab_size()
     }
 
-    /// `"WordPiece"` or `"BPE"`, as the file's `model.type`.
+    /// `"WordPiece"`, `"BPE"` or `"Unigram"`, as the file's `model.type`.
     #[getter]
     fn model_type(&self) -> &'static str {
         match self.core.model() {
@@ -1123,7 +1123,7 @@ fn embedded_encodings() -> Vec<&'static str> {
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyBpe>()?;
-    m.add_class::<PyWordPiece>()?;
+    m.add_class::<PyTokenizer>()?;
     m.add_class::<PySentencePiece>()?;
     m.add_class::<PyPieceCounter>()?;
     m.add_function(wrap_pyfunction!(embedded_encodings, m)?)?;

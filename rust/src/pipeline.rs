@@ -1,7 +1,8 @@
-//! WordPiece (BERT family): the model, and the whole pipeline Hugging Face tokenizers runs
-//! for a BERT `tokenizer.json`: added (special) tokens split out of the original text,
-//! [`BertSplitter`] (normalizer + pre-tokenizer), greedy longest-match-first WordPiece,
-//! truncation, the `[CLS] A [SEP] B [SEP]` template, padding, and the WordPiece decoder.
+//! The whole pipeline Hugging Face tokenizers runs for a `tokenizer.json`: added (special)
+//! tokens split out of the original text, a [`Splitter`] (BERT's normalizer + pre-tokenizer, or
+//! the normalizers and `Metaspace` of converted SentencePiece models), the [`Model`] (greedy
+//! longest-match-first WordPiece, defined here; BPE over characters; Unigram), truncation, the
+//! template, padding, and the decoder.
 //!
 //! Offsets are CHARACTER offsets into the original text (of the sequence they belong to), as
 //! HF's Python `encode` gives them. Loading `tokenizer.json` / `vocab.txt` is in `hf.rs`.
@@ -669,8 +670,8 @@ thread_local! {
         const { std::cell::RefCell::new(PerThread::new()) };
 }
 
-/// A WordPiece tokenizer: the whole pipeline, immutable, shareable between threads.
-pub struct WordPiece {
+/// A `tokenizer.json` tokenizer: the whole pipeline, immutable, shareable between threads.
+pub struct Pipeline {
     splitter: Splitter,
     model: Model,
     added: Vec<AddedToken>,
@@ -685,7 +686,7 @@ pub struct WordPiece {
     cache_owner: u64,
 }
 
-impl WordPiece {
+impl Pipeline {
     pub fn new(
         splitter: Splitter,
         model: Model,
@@ -708,7 +709,7 @@ impl WordPiece {
             .iter()
             .map(|a| a.content.chars().count() as u32)
             .collect();
-        Ok(WordPiece {
+        Ok(Pipeline {
             splitter,
             model,
             added,
@@ -1178,7 +1179,7 @@ mod tests {
         }
     }
 
-    fn toy() -> WordPiece {
+    fn toy() -> Pipeline {
         let words = [
             "[PAD]",
             "[UNK]",
@@ -1211,7 +1212,7 @@ mod tests {
                 special: true,
             })
             .collect();
-        WordPiece::new(
+        Pipeline::new(
             Splitter::Bert(Box::new(BertSplitter::new(BertNormalizer::default()))),
             model,
             added,
