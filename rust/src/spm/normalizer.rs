@@ -181,6 +181,9 @@ impl CharsMap {
     }
 }
 
+const PLAIN: u8 = 1;
+const PLAIN_BEFORE_ASCII: u8 = 2;
+
 /// What the character map does to one ASCII byte that starts no longer rule.
 #[derive(Clone, Copy)]
 enum Ascii {
@@ -199,8 +202,9 @@ enum Ascii {
 pub struct Normalizer {
     map: Option<CharsMap>,
     ascii: [Ascii; 128],
-    /// Bytes copied as they are whatever follows: ASCII, `Keep`, not a space.
-    plain: [bool; 256],
+    /// Per byte: [`PLAIN`] when an ASCII byte is copied as it is whatever follows (`Keep`,
+    /// not a space), [`PLAIN_BEFORE_ASCII`] when it is if an ASCII byte follows, else 0.
+    plain: [u8; 256],
     add_dummy_prefix: bool,
     remove_extra_whitespaces: bool,
     escape_whitespaces: bool,
@@ -225,7 +229,7 @@ impl Normalizer {
         let mut n = Normalizer {
             map,
             ascii: [Ascii::Keep; 128],
-            plain: [false; 256],
+            plain: [0; 256],
             add_dummy_prefix: spec.add_dummy_prefix(),
             remove_extra_whitespaces: spec.remove_extra_whitespaces(),
             escape_whitespaces: spec.escape_whitespaces(),
@@ -233,8 +237,11 @@ impl Normalizer {
             user_defined,
         };
         n.ascii = std::array::from_fn(|b| n.classify_ascii(b as u8));
-        n.plain = std::array::from_fn(|b| {
-            b < 0x80 && b != b' ' as usize && matches!(n.ascii[b], Ascii::Keep)
+        n.plain = std::array::from_fn(|b| match n.ascii.get(b) {
+            _ if b == b' ' as usize => 0,
+            Some(Ascii::Keep) => PLAIN,
+            Some(Ascii::KeepBeforePlainByte) => PLAIN_BEFORE_ASCII,
+            _ => 0,
         });
         Ok(n)
     }
@@ -331,20 +338,12 @@ impl Normalizer {
         let mut prev_space = self.remove_extra_whitespaces;
         while !input.is_empty() {
             // a run of ASCII bytes kept as they are (not spaces): copied at once
+            // (an ASCII byte at the end counts as followed by ASCII)
             let mut run = 0;
-            loop {
-                run += input[run..]
-                    .iter()
-                    .position(|&b| !self.plain[b as usize])
-                    .unwrap_or(input.len() - run);
-                match input.get(run) {
-                    Some(&b)
-                        if b < 0x80
-                            && matches!(self.ascii[b as usize], Ascii::KeepBeforePlainByte)
-                            && input.get(run + 1).is_none_or(|&n| n < 0x80) =>
-                    {
-                        run += 1
-                    }
+            while let Some(&b) = input.get(run) {
+                match self.plain[b as usize] {
+                    PLAIN => run += 1,
+                    PLAIN_BEFORE_ASCII if input.get(run + 1).is_none_or(|&n| n < 0x80) => run += 1,
                     _ => break,
                 }
             }
