@@ -7,6 +7,7 @@
 //! Thread-local rather than shared: no lock, no contention, nothing to repair after fork.
 //! Only for models whose output depends on the word alone.
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use hashbrown::HashTable;
@@ -18,6 +19,8 @@ use crate::vocab::hash_bytes;
 const MAX_KEY_BYTES: usize = 4 << 20;
 /// Caches kept per thread (one per model in use).
 const PER_THREAD: usize = 4;
+/// Words (or parts) up to this many bytes are cached; longer ones seldom repeat.
+pub const MAX_CACHED_WORD: usize = 128;
 
 #[derive(Clone, Copy)]
 struct Entry {
@@ -55,6 +58,28 @@ impl<V: Copy> WordCache<V> {
         Some(&self.vals[e.vals as usize..(e.vals + e.vals_len) as usize])
     }
 
+    /// Appends the values of `key` to `out`: the cached ones, or those `make` appends, which
+    /// are cached when `make` succeeds and the key is at most [`MAX_CACHED_WORD`] bytes.
+    #[inline]
+    pub fn get_or_make<E>(
+        &mut self,
+        key: &[u8],
+        out: &mut Vec<V>,
+        make: impl FnOnce(&mut Vec<V>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let short = key.len() <= MAX_CACHED_WORD;
+        if let Some(vals) = short.then(|| self.get(key)).flatten() {
+            out.extend_from_slice(vals);
+            return Ok(());
+        }
+        let mark = out.len();
+        make(out)?;
+        if short {
+            self.put(key, &out[mark..]);
+        }
+        Ok(())
+    }
+
     /// Remembers the values of `key` (which must not be cached yet).
     pub fn put(&mut self, key: &[u8], vals: &[V]) {
         if self.keys.len() + key.len() > MAX_KEY_BYTES {
@@ -73,6 +98,18 @@ impl<V: Copy> WordCache<V> {
         self.vals.extend_from_slice(vals);
         self.table.insert_unique(e.hash, e, |e| e.hash);
     }
+}
+
+/// A token of a word: (id, start byte, end byte) in the word.
+pub type Span = (u32, u32, u32);
+
+thread_local! {
+    static SPAN_CACHES: RefCell<PerThread<WordCache<Span>>> = const { RefCell::new(PerThread::new()) };
+}
+
+/// Runs `f` with this thread's word -> tokens cache of the model whose identity is `owner`.
+pub fn with_span_cache<R>(owner: u64, f: impl FnOnce(&mut WordCache<Span>) -> R) -> R {
+    SPAN_CACHES.with_borrow_mut(|caches| f(caches.get(owner)))
 }
 
 static NEXT_OWNER: AtomicU64 = AtomicU64::new(0);

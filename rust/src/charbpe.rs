@@ -17,20 +17,12 @@ use std::collections::BinaryHeap;
 
 use rustc_hash::FxHashMap;
 
-use crate::cache::{PerThread, WordCache};
+use crate::cache::with_span_cache;
 use crate::error::{Error, Result};
 use crate::pipeline::TokenTable;
 
 const NONE: u32 = u32::MAX;
 const SPACE: &str = "\u{2581}";
-/// Parts of words up to this many bytes are cached (longer ones seldom repeat).
-pub(crate) const CACHED_MAX: usize = 128;
-
-thread_local! {
-    /// Per-thread part -> (id, start, end) caches: a part's tokens depend on it alone.
-    static PART_CACHES: std::cell::RefCell<PerThread<WordCache<(u32, u32, u32)>>> =
-        const { std::cell::RefCell::new(PerThread::new()) };
-}
 /// Pieces of at most this many symbols merge with a flat scan; longer ones with a heap.
 const SCAN_MAX: usize = 32;
 
@@ -58,6 +50,43 @@ struct Sym {
     id: u32,
     start: u32,
     end: u32,
+}
+
+/// The flat merge loop of short words, shared by the BPEs over characters (this one and
+/// sentencepiece's): repeatedly merges the best adjacent pair, the leftmost on ties, until no
+/// pair merges. `pair(l, r)` gives the pair's priority and merged id (or `None`), `better`
+/// says whether one priority beats another, and `join(l, r, id)` merges `r` into `l`.
+/// O(n·m) for n symbols and m merges, which for short words beats a heap.
+pub(crate) fn scan_merges<S, P: Copy>(
+    syms: &mut Vec<S>,
+    mut pair: impl FnMut(&S, &S) -> Option<(P, u32)>,
+    better: impl Fn(P, P) -> bool,
+    join: impl Fn(&mut S, &S, u32),
+) {
+    if syms.len() < 2 {
+        return;
+    }
+    let mut pairs: Vec<Option<(P, u32)>> = syms.windows(2).map(|w| pair(&w[0], &w[1])).collect();
+    loop {
+        let mut best: Option<(usize, P, u32)> = None;
+        for (k, p) in pairs.iter().enumerate() {
+            if let Some((prio, id)) = *p {
+                if best.is_none_or(|(_, b, _)| better(prio, b)) {
+                    best = Some((k, prio, id));
+                }
+            }
+        }
+        let Some((k, _, id)) = best else { break };
+        let right = syms.remove(k + 1);
+        join(&mut syms[k], &right, id);
+        pairs.remove(k);
+        if k + 1 < syms.len() {
+            pairs[k] = pair(&syms[k], &syms[k + 1]);
+        }
+        if k > 0 {
+            pairs[k - 1] = pair(&syms[k - 1], &syms[k]);
+        }
+    }
 }
 
 impl CharBpe {
@@ -141,22 +170,14 @@ impl CharBpe {
                 return;
             }
         }
-        PART_CACHES.with_borrow_mut(|caches| {
-            let cache = caches.get(self.cache_owner);
+        with_span_cache(self.cache_owner, |cache| {
             let mut syms = Vec::new();
             let mut part = |start: usize, end: usize| {
-                let key = &word.as_bytes()[start..end];
-                let short = key.len() <= CACHED_MAX;
-                if let Some(toks) = short.then(|| cache.get(key)).flatten() {
-                    let b = start as u32;
-                    out.extend(toks.iter().map(|&(id, s, e)| (id, s + b, e + b)));
-                    return;
-                }
                 let mark = out.len();
-                self.merge_word(&word[start..end], &mut syms, out);
-                if short {
-                    cache.put(key, &out[mark..]);
-                }
+                let Ok(()) = cache.get_or_make(&word.as_bytes()[start..end], out, |out| {
+                    self.merge_word(&word[start..end], &mut syms, out);
+                    Ok::<_, std::convert::Infallible>(())
+                });
                 for t in &mut out[mark..] {
                     t.1 += start as u32;
                     t.2 += start as u32;
@@ -252,32 +273,15 @@ impl CharBpe {
 
     /// Repeatedly merges the lowest-ranked adjacent pair, the leftmost on ties.
     fn merge_scan(&self, syms: &mut Vec<Sym>) {
-        if syms.len() < 2 {
-            return;
-        }
-        let mut pairs: Vec<Option<(u32, u32)>> =
-            syms.windows(2).map(|w| self.rank(&w[0], &w[1])).collect();
-        loop {
-            let mut best: Option<(usize, u32, u32)> = None;
-            for (k, p) in pairs.iter().enumerate() {
-                if let Some((rank, id)) = *p {
-                    if best.is_none_or(|(_, r, _)| rank < r) {
-                        best = Some((k, rank, id));
-                    }
-                }
-            }
-            let Some((k, _, id)) = best else { break };
-            syms[k].end = syms[k + 1].end;
-            syms[k].id = id;
-            syms.remove(k + 1);
-            pairs.remove(k);
-            if k + 1 < syms.len() {
-                pairs[k] = self.rank(&syms[k], &syms[k + 1]);
-            }
-            if k > 0 {
-                pairs[k - 1] = self.rank(&syms[k - 1], &syms[k]);
-            }
-        }
+        scan_merges(
+            syms,
+            |l, r| self.rank(l, r),
+            |rank, best| rank < best,
+            |l, r, id| {
+                l.end = r.end;
+                l.id = id;
+            },
+        );
     }
 
     /// The same order with a heap over linked symbols: O(n log n) for long words.

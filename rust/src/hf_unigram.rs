@@ -9,6 +9,7 @@
 //! fallback to `<0xXX>` tokens, else the unknown id). Ties go to the first candidate: by
 //! start position, then length, a later one replacing the best only when strictly greater.
 
+use crate::cache::with_span_cache;
 use crate::error::{Error, Result};
 use crate::pipeline::TokenTable;
 use crate::trie::Trie;
@@ -41,6 +42,8 @@ pub struct HfUnigram {
     unk: Option<u32>,
     /// The id of each `<0xXX>` token, when byte fallback is on.
     bytes: Option<Box<[Option<u32>; 256]>>,
+    /// Identity of this model's per-thread word caches.
+    cache_owner: u64,
 }
 
 impl HfUnigram {
@@ -83,6 +86,7 @@ impl HfUnigram {
             min_score,
             unk,
             bytes,
+            cache_owner: crate::cache::new_owner(),
         })
     }
 
@@ -102,11 +106,16 @@ impl HfUnigram {
     }
 
     /// Appends `(id, start byte, end byte)` of each token of `word` (non-empty) to `out`.
+    /// A word's tokens depend on it alone, so they come from the per-thread word cache.
     pub fn tokenize(&self, word: &str, out: &mut Vec<(u32, u32, u32)>) -> Result<()> {
-        SCRATCH.with_borrow_mut(|best| {
-            self.viterbi(word, best)?;
-            self.backtrack(word, best, out);
-            Ok(())
+        with_span_cache(self.cache_owner, |cache| {
+            cache.get_or_make(word.as_bytes(), out, |out| {
+                SCRATCH.with_borrow_mut(|best| {
+                    self.viterbi(word, best)?;
+                    self.backtrack(word, best, out);
+                    Ok(())
+                })
+            })
         })
     }
 

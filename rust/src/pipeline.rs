@@ -17,8 +17,7 @@ use rustc_hash::FxBuildHasher;
 
 use crate::batch;
 use crate::bert::{BertSplitter, WordBuf};
-use crate::cache::{PerThread, WordCache};
-use crate::charbpe::{CharBpe, CACHED_MAX};
+use crate::charbpe::CharBpe;
 use crate::error::{Error, Result};
 use crate::hf_unigram::HfUnigram;
 use crate::metaspace::MetaspaceSplitter;
@@ -663,13 +662,6 @@ impl Sink {
     }
 }
 
-thread_local! {
-    /// Per-thread word -> (id, start, end) caches of Unigram models, whose tokens depend on
-    /// the word alone.
-    static WORD_CACHES: std::cell::RefCell<PerThread<WordCache<(u32, u32, u32)>>> =
-        const { std::cell::RefCell::new(PerThread::new()) };
-}
-
 /// A `tokenizer.json` tokenizer: the whole pipeline, immutable, shareable between threads.
 pub struct Pipeline {
     splitter: Splitter,
@@ -682,8 +674,6 @@ pub struct Pipeline {
     decoder: Option<Decoder>,
     /// The truncation and padding the file asks for.
     pub settings: Settings,
-    /// Identity of this model's per-thread word caches.
-    cache_owner: u64,
 }
 
 impl Pipeline {
@@ -718,7 +708,6 @@ impl Pipeline {
             template,
             decoder,
             settings,
-            cache_owner: crate::cache::new_owner(),
         })
     }
 
@@ -768,34 +757,11 @@ impl Pipeline {
     /// Words of `text` (original characters from `ci` on) into `sink`; returns the number
     /// of characters of `text`.
     fn split_into(&self, text: &str, ci: u32, buf: &mut WordBuf, sink: &mut Sink) -> Result<u32> {
-        // WordPiece needs no cache (most words are one probe of its whole-word table), and
-        // the character BPE caches the parts it cuts words into itself
-        if !matches!(self.model, Model::Unigram(_)) {
-            return self.splitter.split(text, ci, buf, &mut |b: &WordBuf| {
-                sink.pieces.clear();
-                self.model.tokenize(&b.word, &mut sink.pieces)?;
-                sink.push_word(b);
-                Ok(())
-            });
-        }
-        WORD_CACHES.with_borrow_mut(|caches| {
-            let cache = caches.get(self.cache_owner);
-            self.splitter.split(text, ci, buf, &mut |b: &WordBuf| {
-                sink.pieces.clear();
-                let key = b.word.as_bytes();
-                let short = key.len() <= CACHED_MAX;
-                match short.then(|| cache.get(key)).flatten() {
-                    Some(pieces) => sink.pieces.extend_from_slice(pieces),
-                    None => {
-                        self.model.tokenize(&b.word, &mut sink.pieces)?;
-                        if short {
-                            cache.put(key, &sink.pieces);
-                        }
-                    }
-                }
-                sink.push_word(b);
-                Ok(())
-            })
+        self.splitter.split(text, ci, buf, &mut |b: &WordBuf| {
+            sink.pieces.clear();
+            self.model.tokenize(&b.word, &mut sink.pieces)?;
+            sink.push_word(b);
+            Ok(())
         })
     }
 

@@ -13,6 +13,7 @@ use super::unigram::SplitMix64;
 use super::{SentencePiece, SPACE, SPACE_CHAR};
 use crate::bpe::cache::{with_cache, PieceCache};
 use crate::bpe::merge::PairMemo;
+use crate::charbpe::scan_merges;
 use crate::trie::Trie;
 
 const NONE: u32 = u32::MAX;
@@ -100,15 +101,7 @@ impl Bpe {
                 self.symbols(sp, text, &mut syms);
                 let mut rev = FxHashMap::default();
                 let track = self.has_unused.then_some(&mut rev);
-                merge_heap(
-                    sp,
-                    &self.pairs,
-                    text,
-                    &mut syms,
-                    &mut cache.pairs,
-                    track,
-                    None,
-                );
+                self.merge_heap(sp, text, &mut syms, &mut cache.pairs, track, None);
                 self.emit_all(sp, text, &syms, &rev, out);
                 return;
             }
@@ -119,17 +112,21 @@ impl Bpe {
                 let at = out.len();
                 self.symbols(sp, word, &mut syms);
                 if syms.len() <= SCAN_MAX {
-                    merge_scan(sp, &self.pairs, word, &mut syms, &mut cache.pairs);
-                } else {
-                    merge_heap(
-                        sp,
-                        &self.pairs,
-                        word,
+                    // the highest score first, the leftmost on ties
+                    scan_merges(
                         &mut syms,
-                        &mut cache.pairs,
-                        None,
-                        None,
+                        |l, r| {
+                            let (id, score) = self.pair(sp, word, l, r, &mut cache.pairs)?;
+                            Some((score, id))
+                        },
+                        |score, best| score > best,
+                        |l, r, id| {
+                            l.end = r.end;
+                            l.id = id;
+                        },
                     );
+                } else {
+                    self.merge_heap(sp, word, &mut syms, &mut cache.pairs, None, None);
                 }
                 self.emit_all(sp, word, &syms, &FxHashMap::default(), out);
                 cache.put(word, &out[at..]);
@@ -153,15 +150,7 @@ impl Bpe {
         let track = self.has_unused.then_some(&mut rev);
         with_cache(sp.cache_owner, |cache: &mut PieceCache| {
             let dropout = Some((alpha, &mut rng));
-            merge_heap(
-                sp,
-                &self.pairs,
-                text,
-                &mut syms,
-                &mut cache.pairs,
-                track,
-                dropout,
-            )
+            self.merge_heap(sp, text, &mut syms, &mut cache.pairs, track, dropout)
         });
         self.emit_all(sp, text, &syms, &rev, out);
     }
@@ -261,72 +250,40 @@ fn words(text: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
-/// The id and score of the piece that merging `l` and `r` would make. Pairs of known pieces
-/// go through the per-thread memo, then the pair table (the concatenation of two pieces is
-/// the same string wherever they meet); only an unknown character's pairs hash bytes.
-#[inline]
-fn pair(
-    sp: &SentencePiece,
-    table: &PairTable,
-    text: &[u8],
-    l: &Sym,
-    r: &Sym,
-    memo: &mut PairMemo,
-) -> Option<(u32, f32)> {
-    if l.frozen || r.frozen {
-        return None;
-    }
-    let lookup = || {
-        sp.index
-            .get(&text[l.start as usize..r.end as usize])
-            .copied()
-            .unwrap_or(NONE)
-    };
-    let id = if l.id != NONE && r.id != NONE {
-        memo.get_or(l.id, r.id, || {
-            table.get(&pair_key(l.id, r.id)).copied().unwrap_or(NONE)
-        })
-    } else {
-        lookup()
-    };
-    (id != NONE).then(|| (id, sp.scores[id as usize]))
-}
-
-/// Merges a short word in place: repeatedly the best pair (highest score, leftmost).
-fn merge_scan(
-    sp: &SentencePiece,
-    table: &PairTable,
-    text: &[u8],
-    syms: &mut Vec<Sym>,
-    memo: &mut PairMemo,
-) {
-    if syms.len() < 2 {
-        return;
-    }
-    let mut pairs: Vec<Option<(u32, f32)>> = syms
-        .windows(2)
-        .map(|w| pair(sp, table, text, &w[0], &w[1], memo))
-        .collect();
-    loop {
-        let mut best: Option<(usize, u32, f32)> = None;
-        for (k, p) in pairs.iter().enumerate() {
-            if let Some((id, score)) = *p {
-                if best.is_none_or(|(_, _, s)| score > s) {
-                    best = Some((k, id, score));
-                }
-            }
+impl Bpe {
+    /// The id and score of the piece that merging `l` and `r` would make. Pairs of known
+    /// pieces go through the per-thread memo, then the pair table (the concatenation of two
+    /// pieces is the same string wherever they meet); only an unknown character's pairs hash
+    /// bytes.
+    #[inline]
+    fn pair(
+        &self,
+        sp: &SentencePiece,
+        text: &[u8],
+        l: &Sym,
+        r: &Sym,
+        memo: &mut PairMemo,
+    ) -> Option<(u32, f32)> {
+        if l.frozen || r.frozen {
+            return None;
         }
-        let Some((k, id, _)) = best else { break };
-        syms[k].end = syms[k + 1].end;
-        syms[k].id = id;
-        syms.remove(k + 1);
-        pairs.remove(k);
-        if k + 1 < syms.len() {
-            pairs[k] = pair(sp, table, text, &syms[k], &syms[k + 1], memo);
-        }
-        if k > 0 {
-            pairs[k - 1] = pair(sp, table, text, &syms[k - 1], &syms[k], memo);
-        }
+        let lookup = || {
+            sp.index
+                .get(&text[l.start as usize..r.end as usize])
+                .copied()
+                .unwrap_or(NONE)
+        };
+        let id = if l.id != NONE && r.id != NONE {
+            memo.get_or(l.id, r.id, || {
+                self.pairs
+                    .get(&pair_key(l.id, r.id))
+                    .copied()
+                    .unwrap_or(NONE)
+            })
+        } else {
+            lookup()
+        };
+        (id != NONE).then(|| (id, sp.scores[id as usize]))
     }
 }
 
@@ -358,81 +315,83 @@ impl Ord for Candidate {
     }
 }
 
-/// sentencepiece's heap procedure over linked symbols, O(n log n). With `rev`, records for
-/// each proposed merge of an UNUSED piece how it splits (the last proposal wins, as in
-/// sentencepiece); with `dropout`, skips each merge with probability alpha.
-fn merge_heap(
-    sp: &SentencePiece,
-    table: &PairTable,
-    text: &[u8],
-    syms: &mut Vec<Sym>,
-    memo: &mut PairMemo,
-    mut rev: Option<&mut Splits>,
-    mut dropout: Option<(f32, &mut SplitMix64)>,
-) {
-    let n = syms.len();
-    if n < 2 {
-        return;
-    }
-    let mut prev: Vec<u32> = (0..n as u32).map(|i| i.wrapping_sub(1)).collect();
-    let mut next: Vec<u32> = (1..=n as u32).collect();
-    next[n - 1] = NONE;
-    let mut alive = vec![true; n];
-    let mut heap = BinaryHeap::with_capacity(n);
-    let mut push = |syms: &[Sym], heap: &mut BinaryHeap<Candidate>, l: u32, r: u32| {
-        if l == NONE || r == NONE {
+impl Bpe {
+    /// sentencepiece's heap procedure over linked symbols, O(n log n). With `rev`, records for
+    /// each proposed merge of an UNUSED piece how it splits (the last proposal wins, as in
+    /// sentencepiece); with `dropout`, skips each merge with probability alpha.
+    fn merge_heap(
+        &self,
+        sp: &SentencePiece,
+        text: &[u8],
+        syms: &mut Vec<Sym>,
+        memo: &mut PairMemo,
+        mut rev: Option<&mut Splits>,
+        mut dropout: Option<(f32, &mut SplitMix64)>,
+    ) {
+        let n = syms.len();
+        if n < 2 {
             return;
         }
-        let (a, b) = (&syms[l as usize], &syms[r as usize]);
-        if let Some((id, score)) = pair(sp, table, text, a, b, memo) {
-            heap.push(Candidate {
-                score,
-                left: l,
-                right: r,
-                size: b.end - a.start,
-                id,
-            });
-            if let Some(rev) = rev.as_deref_mut() {
-                if sp.types[id as usize] == PieceType::Unused {
-                    let piece = &text[a.start as usize..b.end as usize];
-                    rev.insert(piece.into(), a.end - a.start);
+        let mut prev: Vec<u32> = (0..n as u32).map(|i| i.wrapping_sub(1)).collect();
+        let mut next: Vec<u32> = (1..=n as u32).collect();
+        next[n - 1] = NONE;
+        let mut alive = vec![true; n];
+        let mut heap = BinaryHeap::with_capacity(n);
+        let mut push = |syms: &[Sym], heap: &mut BinaryHeap<Candidate>, l: u32, r: u32| {
+            if l == NONE || r == NONE {
+                return;
+            }
+            let (a, b) = (&syms[l as usize], &syms[r as usize]);
+            if let Some((id, score)) = self.pair(sp, text, a, b, memo) {
+                heap.push(Candidate {
+                    score,
+                    left: l,
+                    right: r,
+                    size: b.end - a.start,
+                    id,
+                });
+                if let Some(rev) = rev.as_deref_mut() {
+                    if sp.types[id as usize] == PieceType::Unused {
+                        let piece = &text[a.start as usize..b.end as usize];
+                        rev.insert(piece.into(), a.end - a.start);
+                    }
                 }
             }
+        };
+        for i in 1..n as u32 {
+            push(syms, &mut heap, i - 1, i);
         }
-    };
-    for i in 1..n as u32 {
-        push(syms, &mut heap, i - 1, i);
-    }
-    while let Some(top) = heap.pop() {
-        let (l, r) = (top.left as usize, top.right as usize);
-        if !alive[l] || !alive[r] || next[l] != top.right {
-            continue;
-        }
-        let (a, b) = (syms[l], syms[r]);
-        if b.end - a.start != top.size {
-            continue;
-        }
-        if let Some((alpha, rng)) = dropout.as_mut() {
-            if *alpha >= 1.0 || (*alpha > 0.0 && rng.next_f64() < *alpha as f64) {
+        while let Some(top) = heap.pop() {
+            let (l, r) = (top.left as usize, top.right as usize);
+            if !alive[l] || !alive[r] || next[l] != top.right {
                 continue;
             }
+            let (a, b) = (syms[l], syms[r]);
+            if b.end - a.start != top.size {
+                continue;
+            }
+            if let Some((alpha, rng)) = dropout.as_mut() {
+                if *alpha >= 1.0 || (*alpha > 0.0 && rng.next_f64() < *alpha as f64) {
+                    continue;
+                }
+            }
+            syms[l].end = b.end;
+            syms[l].id = top.id;
+            alive[r] = false;
+            next[l] = next[r];
+            if next[r] != NONE {
+                prev[next[r] as usize] = l as u32;
+            }
+            push(syms, &mut heap, prev[l], l as u32);
+            push(syms, &mut heap, l as u32, next[l]);
         }
-        syms[l].end = b.end;
-        syms[l].id = top.id;
-        alive[r] = false;
-        next[l] = next[r];
-        if next[r] != NONE {
-            prev[next[r] as usize] = l as u32;
+        let mut k = 0;
+        for i in 0..n {
+            if alive[i] {
+                syms[k] = syms[i];
+                k += 1;
+            }
         }
-        push(syms, &mut heap, prev[l], l as u32);
-        push(syms, &mut heap, l as u32, next[l]);
+        syms.truncate(k);
     }
-    let mut k = 0;
-    for i in 0..n {
-        if alive[i] {
-            syms[k] = syms[i];
-            k += 1;
-        }
-    }
-    syms.truncate(k);
 }

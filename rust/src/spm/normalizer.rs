@@ -61,19 +61,6 @@ impl DoubleArray {
         best
     }
 
-    /// The value of exactly `key`, if it is a key.
-    fn value(&self, key: &[u8]) -> Option<u32> {
-        let mut pos = self.root()?;
-        let mut is_key = false;
-        for &b in key {
-            (pos, is_key) = self.step(pos, b)?;
-        }
-        if !is_key {
-            return None;
-        }
-        Some(*self.units.get(pos)? & ((1 << 31) - 1))
-    }
-
     /// Whether there is a node for `key`: a key is `key` or starts with it.
     fn has_node(&self, key: &[u8]) -> bool {
         let Some(mut pos) = self.root() else {
@@ -126,9 +113,8 @@ impl CharsMap {
             replacements: blob[4 + size..].to_vec(),
             ascii: [None; 128],
         };
-        // (HF's walk stops at a NUL byte)
         map.ascii = std::array::from_fn(|b| {
-            let v = map.trie.value(&[b as u8]).filter(|_| b != 0)?;
+            let v = map.shortest_value(&[b as u8])?;
             let r = map.replacement(v)?;
             Some((v, v + r.len() as u32))
         });
@@ -153,6 +139,11 @@ impl CharsMap {
     /// Hugging Face's rule (`Precompiled::transform`): the replacement of the *shortest* rule
     /// that `chunk` starts with, the walk stopping at a NUL byte.
     pub(crate) fn shortest(&self, chunk: &[u8]) -> Option<&[u8]> {
+        self.replacement(self.shortest_value(chunk)?)
+    }
+
+    /// The value (replacement offset) of the shortest rule `chunk` starts with.
+    fn shortest_value(&self, chunk: &[u8]) -> Option<u32> {
         let mut pos = self.trie.root()?;
         for &b in chunk {
             if b == 0 {
@@ -161,8 +152,7 @@ impl CharsMap {
             let (next, is_key) = self.trie.step(pos, b)?;
             pos = next;
             if is_key {
-                let value = *self.trie.units.get(pos)? & ((1 << 31) - 1);
-                return self.replacement(value);
+                return Some(*self.trie.units.get(pos)? & ((1 << 31) - 1));
             }
         }
         None

@@ -17,7 +17,7 @@ use rustc_hash::FxHashMap;
 use super::normalizer::utf8_len;
 use super::proto::PieceType;
 use super::{SentencePiece, SPACE};
-use crate::cache::{PerThread, WordCache};
+use crate::cache::{PerThread, WordCache, MAX_CACHED_WORD};
 use crate::trie::Trie;
 
 const UNSET: u32 = u32::MAX;
@@ -73,9 +73,6 @@ struct Exact {
     id: u32,
     step: f32,
 }
-
-/// Words up to this many bytes are cached.
-const CACHED_MAX: usize = 128;
 
 thread_local! {
     static WORDS: std::cell::RefCell<PerThread<WordCache<Seg>>> =
@@ -140,6 +137,38 @@ impl Unigram {
         self.min_score - UNK_PENALTY
     }
 
+    /// The lattice edges that start at byte `start` of `text`, in sentencepiece's order: each
+    /// piece the trie finds there (shortest first) as `edge(end, id, score)`, then the
+    /// unknown piece over the first character when no piece covers exactly that character.
+    /// Returns the character's length.
+    #[inline]
+    fn edges(
+        &self,
+        sp: &SentencePiece,
+        text: &[u8],
+        start: usize,
+        mut edge: impl FnMut(usize, u32, f32),
+    ) -> usize {
+        let char_len = utf8_len(text[start]).min(text.len() - start);
+        let mut has_char = false;
+        let mut node = Trie::ROOT;
+        for (k, &b) in text[start..].iter().enumerate() {
+            let Some(next) = self.trie.step(node, b) else {
+                break;
+            };
+            node = next;
+            let Some(id) = self.trie.value(node) else {
+                continue;
+            };
+            edge(start + k + 1, id, self.score(sp, id, k + 1));
+            has_char |= k + 1 == char_len;
+        }
+        if !has_char {
+            edge(start + char_len, sp.unk_id, self.unk_score());
+        }
+        char_len
+    }
+
     /// Appends the ids of the best segmentation of a normalized text (sentencepiece's
     /// `EncodeOptimized`, see the module notes).
     pub fn encode(&self, sp: &SentencePiece, text: &[u8], out: &mut Vec<u32>) {
@@ -166,7 +195,7 @@ impl Unigram {
                     // the re-centering `viterbi` would do at this position
                     score = 0.0;
                 }
-                if word.len() <= CACHED_MAX {
+                if word.len() <= MAX_CACHED_WORD {
                     let next = match cache.get(word) {
                         Some(e) => self.replay(sp, word, e, score, out),
                         None => {
@@ -256,44 +285,14 @@ impl Unigram {
                 node.runner_up = node.runner_up.max(cand);
             }
         };
-        let unk_score = self.unk_score();
         let mut chars = 0u32;
         let mut start = 0;
         while start < n {
             chars += 1;
             let here = best[start].score;
-            let char_len = utf8_len(word[start]).min(n - start);
-            let mut has_char = false;
-            let mut node = Trie::ROOT;
-            for (k, &b) in word[start..].iter().enumerate() {
-                let Some(next) = self.trie.step(node, b) else {
-                    break;
-                };
-                node = next;
-                let Some(id) = self.trie.value(node) else {
-                    continue;
-                };
-                let step = self.score(sp, id, k + 1);
-                offer(
-                    &mut best[start + k + 1],
-                    step as f64 + here,
-                    start,
-                    id,
-                    step,
-                );
-                has_char |= k + 1 == char_len;
-            }
-            if !has_char {
-                let step = unk_score;
-                offer(
-                    &mut best[start + char_len],
-                    step as f64 + here,
-                    start,
-                    sp.unk_id,
-                    step,
-                );
-            }
-            start += char_len;
+            start += self.edges(sp, word, start, |end, id, step| {
+                offer(&mut best[end], step as f64 + here, start, id, step)
+            });
         }
         let depth = best
             .iter()
@@ -327,7 +326,6 @@ impl Unigram {
     /// appends the ids and returns the best path's score at the end.
     fn viterbi(&self, sp: &SentencePiece, text: &[u8], score: f32, out: &mut Vec<u32>) -> f32 {
         let n = text.len();
-        let unk_score = self.unk_score();
         SCRATCH.with(|scratch| {
             let mut best = scratch.borrow_mut();
             best.clear();
@@ -357,21 +355,10 @@ impl Unigram {
                     }
                     here = 0.0;
                 }
-                let char_len = utf8_len(text[start]).min(n - start);
-                let mut has_char = false;
-                let mut node = Trie::ROOT;
-                for (k, &b) in text[start..].iter().enumerate() {
-                    let Some(next) = self.trie.step(node, b) else {
-                        break;
-                    };
-                    node = next;
-                    let Some(id) = self.trie.value(node) else {
-                        continue;
-                    };
-                    let len = k + 1;
-                    frontier = frontier.max(start + len);
-                    let candidate = self.score(sp, id, len) + here;
-                    let target = &mut best[start + len];
+                start += self.edges(sp, text, start, |end, id, step| {
+                    frontier = frontier.max(end);
+                    let candidate = step + here;
+                    let target = &mut best[end];
                     if target.start == UNSET || candidate > target.score {
                         *target = Best {
                             score: candidate,
@@ -379,21 +366,7 @@ impl Unigram {
                             id,
                         };
                     }
-                    has_char |= len == char_len;
-                }
-                if !has_char {
-                    frontier = frontier.max(start + char_len);
-                    let candidate = unk_score + here;
-                    let target = &mut best[start + char_len];
-                    if target.start == UNSET || candidate > target.score {
-                        *target = Best {
-                            score: candidate,
-                            start: start as u32,
-                            id: sp.unk_id,
-                        };
-                    }
-                }
-                start += char_len;
+                });
             }
             // backtrack from the end, then emit front to back
             let mut path = Vec::new();
@@ -516,24 +489,9 @@ impl Lattice {
         l.ends[0].push(BOS);
         l.begins[chars].push(EOS);
         for (pos, &start) in offsets[..chars].iter().enumerate() {
-            let mut has_char = false;
-            let mut trie_node = Trie::ROOT;
-            for (k, &b) in text[start..].iter().enumerate() {
-                let Some(next) = model.trie.step(trie_node, b) else {
-                    break;
-                };
-                trie_node = next;
-                let (Some(id), end) = (model.trie.value(trie_node), start + k + 1) else {
-                    continue;
-                };
-                let len = char_at[end] - pos;
-                let score = model.score(sp, id, end - start);
-                l.insert(node(pos, len, id, score));
-                has_char |= len == 1;
-            }
-            if !has_char {
-                l.insert(node(pos, 1, sp.unk_id, model.unk_score()));
-            }
+            model.edges(sp, text, start, |end, id, score| {
+                l.insert(node(pos, char_at[end] - pos, id, score))
+            });
         }
         l
     }
