@@ -77,3 +77,17 @@ def test_random_base64(name):
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
     text = "".join(rng.choice(alphabet) for _ in range(200_000))
     assert_same_ids(enc.encode_ordinary(text), ref.encode_ordinary(text), "random base64", ref)
+
+
+@pytest.mark.parametrize("name", ENCODINGS)
+def test_long_pieces_of_random_text(name):
+    """Pieces of 256 bytes and more take the backtracking search (rust/src/bpe/backtrack.rs):
+    random runs over small alphabets give long pieces with many different token pairs."""
+    enc, ref = ferrotok.get_encoding(name), reference(name)
+    rng = random.Random(7)
+    alphabets = ["ab", "etaoinsh", "éèa", "中文字词", " \t", " \n\r", "=-*", "аб", "🙂😀", "xyz "]
+    for i in range(120):
+        alphabet = alphabets[i % len(alphabets)]
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(200, 4000)))
+        assert max(map(len, enc.split(text))) >= 200 or " " in alphabet
+        assert_same_ids(enc.encode_ordinary(text), ref.encode_ordinary(text), repr(text[:20]), ref)

@@ -8,6 +8,7 @@
 
 use std::cell::RefCell;
 
+use super::backtrack::LongMemo;
 use super::merge::PairMemo;
 use crate::cache::{PerThread, WordCache};
 use crate::vocab::Rank;
@@ -17,6 +18,8 @@ pub struct PieceCache {
     words: WordCache<Rank>,
     /// Pair ranks seen while merging (same thread, same encoding).
     pub pairs: PairMemo,
+    /// The long-piece search's memos, made when this thread first meets a long piece.
+    pub long: Option<Box<LongMemo>>,
 }
 
 impl PieceCache {

@@ -104,7 +104,22 @@ impl PairMemo {
     }
 }
 
-/// Merges `piece` (at least 2 bytes) and appends its ids to `out`. `parts` is scratch space.
+/// Merges `piece` (not empty) with whichever of the two suits its length.
+pub fn merge(
+    vocab: &Vocab,
+    piece: &[u8],
+    parts: &mut Vec<Part>,
+    memo: &mut PairMemo,
+    out: &mut Vec<Rank>,
+) {
+    if piece.len() <= SMALL_PIECE_MAX {
+        merge_small(vocab, piece, parts, memo, out);
+    } else {
+        merge_large(vocab, piece, memo, out);
+    }
+}
+
+/// Merges `piece` (not empty) and appends its ids to `out`. `parts` is scratch space.
 pub fn merge_small(
     vocab: &Vocab,
     piece: &[u8],

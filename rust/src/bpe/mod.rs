@@ -33,16 +33,24 @@
 //! (the prefetch instruction itself stalls: too many misses in flight, or TLB walks on a
 //! 4-8 MB table of 4 KB pages), the scanner about 25%, merges about 15%; on multi, merges
 //! (pair lookups that miss the memo) are the largest part. The next step is a precomputed
-//! (left id, right id) -> rank table, so that a merge never hashes bytes, and a linear-time
-//! encoder for long pieces (today a heap, O(n log n): 1 MB of spaces takes ~0.35 s).
+//! (left id, right id) -> rank table, so that a merge never hashes bytes.
+//!
+//! Long pieces (256 bytes and more: runs of whitespace, of one letter, of symbols) take a
+//! backtracking search over the vocabulary that is exact for tiktoken's merge and linear in
+//! the piece's length (`backtrack.rs`, with the argument and the figures): 1 MB of spaces then
+//! a letter went from 0.27 s with the heap merge to 10 ms.
 //!
 //! Design choices that keep it linear and allocation-light: no per-piece allocation (the
 //! merge scratch vector is reused, ids are written straight into the output vector that
 //! becomes the numpy array), short pieces merge with a flat scan (fastest for the pieces of
-//! ordinary text), long pieces with a heap so that no input is quadratic.
+//! ordinary text), longer ones with a heap, long ones with the search, so that no input is
+//! quadratic.
 
+pub(crate) mod backtrack;
 pub(crate) mod cache;
 pub(crate) mod merge;
+
+use std::sync::{Arc, OnceLock};
 
 use crate::error::{Error, Result};
 use rayon::prelude::*;
@@ -63,6 +71,8 @@ pub struct Bpe {
     n_vocab: usize,
     /// Identity for the per-thread piece caches (clones share it: same content, same ids).
     id: u64,
+    /// The long-piece search's filter, built when the first long piece comes.
+    prefixes: Arc<OnceLock<backtrack::PrefixFilter>>,
 }
 
 /// Texts (or stretches between special tokens) of at least this many bytes are encoded in
@@ -102,6 +112,7 @@ impl Bpe {
             specials,
             n_vocab,
             id: crate::cache::new_owner(),
+            prefixes: Arc::default(),
         })
     }
 
@@ -213,7 +224,7 @@ impl Bpe {
                         out.push(id);
                     } else if !cache.get(piece, out) {
                         let start = out.len();
-                        self.merge_piece(piece, &mut parts, &mut cache.pairs, out);
+                        self.merge_piece(piece, &mut parts, cache, out);
                         cache.put(piece, &out[start..]);
                     }
                 }
@@ -239,13 +250,17 @@ impl Bpe {
         &self,
         piece: &[u8],
         parts: &mut Vec<merge::Part>,
-        memo: &mut merge::PairMemo,
+        cache: &mut cache::PieceCache,
         out: &mut Vec<Rank>,
     ) {
-        if piece.len() <= SMALL_PIECE_MAX {
-            merge::merge_small(&self.vocab, piece, parts, memo, out);
+        if piece.len() < backtrack::LONG_PIECE_MIN {
+            merge::merge(&self.vocab, piece, parts, &mut cache.pairs, out);
         } else {
-            merge::merge_large(&self.vocab, piece, memo, out);
+            let filter = self
+                .prefixes
+                .get_or_init(|| backtrack::PrefixFilter::new(&self.vocab));
+            let long = cache.long.get_or_insert_with(Box::default);
+            backtrack::encode_long(&self.vocab, filter, piece, &mut cache.pairs, long, out);
         }
     }
 
