@@ -127,7 +127,6 @@ pub struct LongMemo {
     ids: Vec<Rank>,
     parts: Vec<Part>,
     dead: Vec<u64>,
-    ends: Vec<u32>,
     lens: Vec<u32>,
 }
 
@@ -141,7 +140,6 @@ impl Default for LongMemo {
             ids: Vec::new(),
             parts: Vec::new(),
             dead: Vec::new(),
-            ends: Vec::new(),
             lens: Vec::new(),
         }
     }
@@ -195,7 +193,6 @@ pub fn encode_long(
 ) {
     let n = piece.len();
     let base = out.len();
-    memo.ends.clear();
     memo.dead.clear();
     memo.dead.resize(n / 64 + 1, 0);
     let mut lens = std::mem::take(&mut memo.lens);
@@ -210,8 +207,13 @@ pub fn encode_long(
             if len as usize >= below || (end < n && memo.is_dead(end)) {
                 continue;
             }
-            let Some(t) = vocab.rank(&piece[pos..end]) else {
-                continue; // a false positive of the filter
+            let t = if len == 1 {
+                vocab.byte_rank(piece[pos])
+            } else {
+                match vocab.rank(&piece[pos..end]) {
+                    Some(t) => t,
+                    None => continue, // a false positive of the filter
+                }
             };
             // A valid pair's tokens are reachable (by the theorem, for the string they
             // spell), so only the first token needs its own check.
@@ -227,17 +229,17 @@ pub fn encode_long(
         match chosen {
             Some((end, t)) => {
                 out.push(t);
-                memo.ends.push(end as u32);
                 pos = end;
                 below = usize::MAX;
             }
             None if out.len() > base => {
                 memo.dead[pos >> 6] |= 1 << (pos & 63);
-                out.pop();
-                memo.ends.pop();
-                let prev = memo.ends.last().map_or(0, |&e| e as usize);
-                below = pos - prev;
-                pos = prev;
+                let last = out
+                    .pop()
+                    .and_then(|t| vocab.token(t))
+                    .map_or(1, <[u8]>::len);
+                below = last;
+                pos -= last;
             }
             None => {
                 // Unreachable (the merge itself is such a sequence), but never a wrong answer.

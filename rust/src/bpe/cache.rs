@@ -10,7 +10,7 @@ use std::cell::RefCell;
 
 use super::backtrack::LongMemo;
 use super::merge::PairMemo;
-use crate::cache::{PerThread, WordCache};
+use crate::cache::{PerThread, WordCache, MAX_CACHED_WORD};
 use crate::vocab::Rank;
 
 #[derive(Default)]
@@ -23,9 +23,14 @@ pub struct PieceCache {
 }
 
 impl PieceCache {
-    /// Appends the cached ids of `piece` to `out`; false on a miss.
+    /// Appends the cached ids of `piece` to `out`; false on a miss. Pieces longer than
+    /// [`MAX_CACHED_WORD`] are never cached (they seldom repeat, and hashing and copying a
+    /// megabyte-long piece would cost more than its search).
     #[inline]
     pub fn get(&self, piece: &[u8], out: &mut Vec<Rank>) -> bool {
+        if piece.len() > MAX_CACHED_WORD {
+            return false;
+        }
         match self.words.get(piece) {
             Some(ids) => {
                 out.extend_from_slice(ids);
@@ -37,7 +42,9 @@ impl PieceCache {
 
     /// Remembers the ids of `piece` (which must not be cached yet).
     pub fn put(&mut self, piece: &[u8], ids: &[Rank]) {
-        self.words.put(piece, ids)
+        if piece.len() <= MAX_CACHED_WORD {
+            self.words.put(piece, ids)
+        }
     }
 }
 
