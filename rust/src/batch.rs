@@ -28,7 +28,9 @@ pub struct Ragged {
 /// The number of threads a batch call uses: `requested` (or all cores), capped by
 /// `FERROTOK_NUM_THREADS` when it is set.
 pub fn thread_count(requested: Option<usize>) -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Asked once per process: on Linux the answer reads cgroup files, tens of µs a call.
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let cap = std::env::var(THREADS_ENV)
         .ok()
         .and_then(|v| v.trim().parse::<usize>().ok())

@@ -300,8 +300,11 @@ fn long_text(
     text: &str,
     encode: impl FnOnce() -> crate::Result<Vec<Rank>> + Send,
 ) -> Option<crate::Result<Vec<Rank>>> {
+    if text.len() < crate::bpe::PARALLEL_MIN {
+        return None;
+    }
     let threads = batch::thread_count(None);
-    if text.len() < crate::bpe::PARALLEL_MIN || threads < 2 {
+    if threads < 2 {
         return None;
     }
     Some(batch::install(threads, encode).and_then(|r| r))
