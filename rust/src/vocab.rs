@@ -299,6 +299,20 @@ impl Vocab {
         self.index.prefetch(tok);
     }
 
+    /// Starts the lookup of `tok`: hashes it once and prefetches its index slot. Finish it
+    /// with [`Vocab::rank_probed`] a little later (the encoder probes a group of pieces while
+    /// it pre-tokenizes, and looks them up once the slots are in cache).
+    #[inline(always)]
+    pub fn probe(&self, tok: &[u8]) -> Probe {
+        self.index.probe(tok)
+    }
+
+    /// [`Vocab::rank`] of `tok`, whose [`Vocab::probe`] is `probe`.
+    #[inline(always)]
+    pub fn rank_probed(&self, tok: &[u8], probe: Probe) -> Option<Rank> {
+        self.index.get_from(tok, probe, |r| self.token_unchecked(r))
+    }
+
     /// The id of the one-byte token `b`.
     #[inline]
     pub fn byte_rank(&self, b: u8) -> Rank {
@@ -339,6 +353,13 @@ pub(crate) fn prefetch<T>(value: &T) {
     };
     #[cfg(not(target_arch = "x86_64"))]
     let _ = value;
+}
+
+/// A lookup begun by [`Vocab::probe`]: the key and home slot of a non-empty token.
+#[derive(Clone, Copy)]
+pub struct Probe {
+    key: u64,
+    home: u32,
 }
 
 /// One slot of [`TokenMap`]: `len == 0` marks an empty slot.
@@ -464,16 +485,39 @@ impl TokenMap {
         }
     }
 
+    #[inline(always)]
+    fn probe(&self, tok: &[u8]) -> Probe {
+        let key = key_of(tok);
+        let home = self.home(key, tok.len());
+        prefetch(&self.slots[home]);
+        Probe {
+            key,
+            home: home as u32,
+        }
+    }
+
     /// The id of `tok`; `token(id)` gives a stored token's bytes to confirm long keys.
     #[inline(always)]
     fn get<'a>(&self, tok: &[u8], token: impl Fn(Rank) -> &'a [u8]) -> Option<Rank> {
-        let len = tok.len();
-        if len == 0 {
+        if tok.is_empty() {
             return None;
         }
         let key = key_of(tok);
+        let home = self.home(key, tok.len()) as u32;
+        self.get_from(tok, Probe { key, home }, token)
+    }
+
+    #[inline(always)]
+    fn get_from<'a>(
+        &self,
+        tok: &[u8],
+        probe: Probe,
+        token: impl Fn(Rank) -> &'a [u8],
+    ) -> Option<Rank> {
+        let len = tok.len();
+        let key = probe.key;
         let mask = self.slots.len() - 1;
-        let mut i = self.home(key, len);
+        let mut i = probe.home as usize;
         loop {
             let s = self.slots[i];
             if s.len == 0 {

@@ -24,6 +24,11 @@
 //! | scanners skip ASCII runs 16 bytes at a time (SSE2 compares, `classes::ascii_run`; the split alone 220 -> 330 MB/s on en) | 100 | 103 | 45 |
 //! | `merge_small` prefetches the memo and index slots of all first pairs before reading them | | +2-3% | +2% |
 //! | `merge_large` asks the pair memo too | | | ~0 (noise) |
+//! | (another day: the same code measured 103 / 109 / 48, second pass 142 / 141 / 113) | | | |
+//! | each piece is hashed once: the group keeps the key and home slot computed for its prefetch (`Vocab::probe`) for the lookup | 115 | 122 | 50 |
+//!
+//! The last step gained more on the second pass (142 -> 166 on en, o200k 111 -> 124) than
+//! on the first.
 //!
 //! Tried and dropped (no gain beyond this machine's ±10% noise): transparent huge pages for
 //! the index (the VM gives none), an L2-sized second index of the 16k lowest-ranked short
@@ -57,7 +62,7 @@ use rayon::prelude::*;
 
 use crate::pretok::{safe_cut, Pretokenizer};
 use crate::special::{SpecialSet, SpecialTokens};
-use crate::vocab::{Rank, Vocab};
+use crate::vocab::{Probe, Rank, Vocab};
 
 pub use merge::SMALL_PIECE_MAX;
 
@@ -214,13 +219,13 @@ impl Bpe {
         let mut parts = Vec::new();
         // Pieces are looked up in groups: the pre-tokenizer fills a group, prefetching each
         // piece's index slot, and the lookups run once the group is full (see Vocab::prefetch).
-        let mut group: Vec<&str> = Vec::with_capacity(PREFETCH_GROUP);
+        let mut group: Vec<(&str, Probe)> = Vec::with_capacity(PREFETCH_GROUP);
         cache::with_cache(self.id, |cache| {
-            let mut flush = |group: &mut Vec<&str>| {
-                for piece in group.drain(..) {
+            let mut flush = |group: &mut Vec<(&str, Probe)>| {
+                for (piece, probe) in group.drain(..) {
                     let piece = piece.as_bytes();
                     // A whole-token piece is one vocabulary probe: only merges are worth caching.
-                    if let Some(id) = self.vocab.rank(piece) {
+                    if let Some(id) = self.vocab.rank_probed(piece, probe) {
                         out.push(id);
                     } else if !cache.get(piece, out) {
                         let start = out.len();
@@ -233,8 +238,7 @@ impl Bpe {
                 if limit < text.len() && piece.as_ptr() as usize - text.as_ptr() as usize >= limit {
                     return; // a look-ahead piece (see `encode_segment`)
                 }
-                self.vocab.prefetch(piece.as_bytes());
-                group.push(piece);
+                group.push((piece, self.vocab.probe(piece.as_bytes())));
                 if group.len() == PREFETCH_GROUP {
                     flush(&mut group);
                 }
