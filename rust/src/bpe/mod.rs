@@ -64,8 +64,6 @@ use crate::pretok::{safe_cut, Pretokenizer};
 use crate::special::{SpecialSet, SpecialTokens};
 use crate::vocab::{Probe, Rank, Vocab};
 
-pub use merge::SMALL_PIECE_MAX;
-
 /// A byte-level BPE encoding: mergeable vocabulary, split pattern and special tokens.
 /// Immutable once built, so one value can serve any number of threads.
 #[derive(Clone)]
