@@ -48,9 +48,14 @@ impl<V> Default for WordCache<V> {
 }
 
 impl<V: Copy> WordCache<V> {
-    /// The cached values of `key`.
+    /// The cached values of `key`. Keys longer than [`MAX_CACHED_WORD`] are never cached:
+    /// they seldom repeat, and hashing and copying a megabyte-long one would cost more than
+    /// tokenizing it.
     #[inline]
     pub fn get(&self, key: &[u8]) -> Option<&[V]> {
+        if key.len() > MAX_CACHED_WORD {
+            return None;
+        }
         let h = hash_bytes(key);
         let e = self.table.find(h, |e| {
             e.hash == h && &self.keys[e.key as usize..(e.key + e.key_len) as usize] == key
@@ -59,7 +64,7 @@ impl<V: Copy> WordCache<V> {
     }
 
     /// Appends the values of `key` to `out`: the cached ones, or those `make` appends, which
-    /// are cached when `make` succeeds and the key is at most [`MAX_CACHED_WORD`] bytes.
+    /// are cached when `make` succeeds.
     #[inline]
     pub fn get_or_make<E>(
         &mut self,
@@ -67,21 +72,22 @@ impl<V: Copy> WordCache<V> {
         out: &mut Vec<V>,
         make: impl FnOnce(&mut Vec<V>) -> Result<(), E>,
     ) -> Result<(), E> {
-        let short = key.len() <= MAX_CACHED_WORD;
-        if let Some(vals) = short.then(|| self.get(key)).flatten() {
+        if let Some(vals) = self.get(key) {
             out.extend_from_slice(vals);
             return Ok(());
         }
         let mark = out.len();
         make(out)?;
-        if short {
-            self.put(key, &out[mark..]);
-        }
+        self.put(key, &out[mark..]);
         Ok(())
     }
 
-    /// Remembers the values of `key` (which must not be cached yet).
+    /// Remembers the values of `key` (which must not be cached yet); a key longer than
+    /// [`MAX_CACHED_WORD`] is not kept.
     pub fn put(&mut self, key: &[u8], vals: &[V]) {
+        if key.len() > MAX_CACHED_WORD {
+            return;
+        }
         if self.keys.len() + key.len() > MAX_KEY_BYTES {
             self.table.clear();
             self.keys.clear();

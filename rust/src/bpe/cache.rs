@@ -10,7 +10,7 @@ use std::cell::RefCell;
 
 use super::backtrack::LongMemo;
 use super::merge::PairMemo;
-use crate::cache::{PerThread, WordCache, MAX_CACHED_WORD};
+use crate::cache::{PerThread, WordCache};
 use crate::vocab::Rank;
 
 #[derive(Default)]
@@ -23,14 +23,9 @@ pub struct PieceCache {
 }
 
 impl PieceCache {
-    /// Appends the cached ids of `piece` to `out`; false on a miss. Pieces longer than
-    /// [`MAX_CACHED_WORD`] are never cached (they seldom repeat, and hashing and copying a
-    /// megabyte-long piece would cost more than its search).
+    /// Appends the cached ids of `piece` to `out`; false on a miss.
     #[inline]
     pub fn get(&self, piece: &[u8], out: &mut Vec<Rank>) -> bool {
-        if piece.len() > MAX_CACHED_WORD {
-            return false;
-        }
         match self.words.get(piece) {
             Some(ids) => {
                 out.extend_from_slice(ids);
@@ -42,9 +37,7 @@ impl PieceCache {
 
     /// Remembers the ids of `piece` (which must not be cached yet).
     pub fn put(&mut self, piece: &[u8], ids: &[Rank]) {
-        if piece.len() <= MAX_CACHED_WORD {
-            self.words.put(piece, ids)
-        }
+        self.words.put(piece, ids)
     }
 }
 
