@@ -457,10 +457,10 @@ impl TokenMap {
         id: Rank,
         token: impl Fn(Rank) -> &'a [u8],
     ) -> Result<(), Rank> {
-        let key = key_of(tok);
+        let Probe { key, home } = self.locate(tok);
         let len = tok.len();
         let mask = self.slots.len() - 1;
-        let mut i = self.home(key, len);
+        let mut i = home as usize;
         // One probe sequence both finds a duplicate and the free slot.
         while self.slots[i].len != 0 {
             let s = self.slots[i];
@@ -478,22 +478,28 @@ impl TokenMap {
         Ok(())
     }
 
+    /// The key and home slot of a non-empty `tok`.
+    #[inline(always)]
+    fn locate(&self, tok: &[u8]) -> Probe {
+        let key = key_of(tok);
+        Probe {
+            key,
+            home: self.home(key, tok.len()) as u32,
+        }
+    }
+
     #[inline(always)]
     fn prefetch(&self, tok: &[u8]) {
         if !tok.is_empty() {
-            prefetch(&self.slots[self.home(key_of(tok), tok.len())]);
+            self.probe(tok);
         }
     }
 
     #[inline(always)]
     fn probe(&self, tok: &[u8]) -> Probe {
-        let key = key_of(tok);
-        let home = self.home(key, tok.len());
-        prefetch(&self.slots[home]);
-        Probe {
-            key,
-            home: home as u32,
-        }
+        let probe = self.locate(tok);
+        prefetch(&self.slots[probe.home as usize]);
+        probe
     }
 
     /// The id of `tok`; `token(id)` gives a stored token's bytes to confirm long keys.
@@ -502,9 +508,7 @@ impl TokenMap {
         if tok.is_empty() {
             return None;
         }
-        let key = key_of(tok);
-        let home = self.home(key, tok.len()) as u32;
-        self.get_from(tok, Probe { key, home }, token)
+        self.get_from(tok, self.locate(tok), token)
     }
 
     #[inline(always)]
