@@ -120,65 +120,61 @@ impl PrefixFilter {
 
 /// Per-thread memo and scratch space of the search (allocated when a thread first meets a
 /// long piece).
+#[derive(Default)]
 pub struct LongMemo {
-    /// (left id, right id) -> valid, direct-mapped (key `u64::MAX`: empty)
-    valid: Box<[(u64, bool)]>,
+    /// (left id, right id) -> 1 if the pair is valid, 0 if not
+    valid: PairMemo,
     bytes: Vec<u8>,
     ids: Vec<Rank>,
     parts: Vec<Part>,
+    /// one bit per position of the piece: the search failed to go on from there
     dead: Vec<u64>,
     lens: Vec<u32>,
 }
 
-const VALID_SLOTS: usize = 1 << 14;
-
-impl Default for LongMemo {
-    fn default() -> Self {
-        LongMemo {
-            valid: vec![(u64::MAX, false); VALID_SLOTS].into_boxed_slice(),
-            bytes: Vec::new(),
-            ids: Vec::new(),
-            parts: Vec::new(),
-            dead: Vec::new(),
-            lens: Vec::new(),
-        }
-    }
+/// Whether tiktoken's merge of `bytes` gives exactly `want` (`parts` and `ids`: scratch).
+fn merges_to(
+    vocab: &Vocab,
+    bytes: &[u8],
+    want: &[Rank],
+    pairs: &mut PairMemo,
+    parts: &mut Vec<Part>,
+    ids: &mut Vec<Rank>,
+) -> bool {
+    ids.clear();
+    merge::merge(vocab, bytes, parts, pairs, ids);
+    ids == want
 }
 
 impl LongMemo {
-    /// Whether tiktoken's merge of `self.bytes` gives exactly `want`.
-    fn merges_to(&mut self, vocab: &Vocab, pairs: &mut PairMemo, want: &[Rank]) -> bool {
-        self.ids.clear();
-        merge::merge(vocab, &self.bytes, &mut self.parts, pairs, &mut self.ids);
-        self.ids == want
-    }
-
     fn valid(&mut self, vocab: &Vocab, pairs: &mut PairMemo, a: Rank, b: Rank) -> bool {
-        let key = (a as u64) << 32 | b as u64;
-        let slot = (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - VALID_SLOTS.trailing_zeros()))
-            as usize;
-        if self.valid[slot].0 == key {
-            return self.valid[slot].1;
-        }
-        self.bytes.clear();
-        self.bytes
-            .extend_from_slice(vocab.token(a).expect("a token"));
-        self.bytes
-            .extend_from_slice(vocab.token(b).expect("a token"));
-        let ok = self.merges_to(vocab, pairs, &[a, b]);
-        self.valid[slot] = (key, ok);
-        ok
+        let LongMemo {
+            valid,
+            bytes,
+            ids,
+            parts,
+            ..
+        } = self;
+        let ok = valid.get_or(a, b, || {
+            bytes.clear();
+            bytes.extend_from_slice(vocab.token(a).expect("a token"));
+            bytes.extend_from_slice(vocab.token(b).expect("a token"));
+            merges_to(vocab, bytes, &[a, b], pairs, parts, ids).into()
+        });
+        ok != 0
     }
 
     fn reachable(&mut self, vocab: &Vocab, pairs: &mut PairMemo, t: Rank) -> bool {
-        self.bytes.clear();
-        self.bytes
-            .extend_from_slice(vocab.token(t).expect("a token"));
-        self.merges_to(vocab, pairs, &[t])
+        let bytes = vocab.token(t).expect("a token");
+        merges_to(vocab, bytes, &[t], pairs, &mut self.parts, &mut self.ids)
     }
 
     fn is_dead(&self, pos: usize) -> bool {
         self.dead[pos >> 6] >> (pos & 63) & 1 != 0
+    }
+
+    fn kill(&mut self, pos: usize) {
+        self.dead[pos >> 6] |= 1 << (pos & 63);
     }
 }
 
@@ -233,7 +229,7 @@ pub fn encode_long(
                 below = usize::MAX;
             }
             None if out.len() > base => {
-                memo.dead[pos >> 6] |= 1 << (pos & 63);
+                memo.kill(pos);
                 let last = out
                     .pop()
                     .and_then(|t| vocab.token(t))

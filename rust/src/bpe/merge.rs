@@ -44,6 +44,8 @@ fn pair_rank(vocab: &Vocab, piece: &[u8], start: usize, end: usize) -> Rank {
 /// thread: the same pairs come up again and again while merging, and this 256 KiB table
 /// answers them from L2 instead of hashing bytes into the vocabulary's 8 MB index. Exact: a
 /// slot holds the full pair, and the rank of a concatenation depends on nothing else.
+/// (The long-piece search keeps a second one for another fact of a pair alone: whether it
+/// is valid.)
 pub struct PairMemo {
     slots: Box<[(u64, Rank)]>,
 }
