@@ -52,6 +52,15 @@ struct Sym {
     end: u32,
 }
 
+/// Drops the symbols a heap merge absorbed (`alive[i]` false), keeping the order.
+pub(crate) fn keep_alive<S>(syms: &mut Vec<S>, alive: &[bool]) {
+    let mut i = 0;
+    syms.retain(|_| {
+        i += 1;
+        alive[i - 1]
+    });
+}
+
 /// The flat merge loop of short words, shared by the BPEs over characters (this one and
 /// sentencepiece's): repeatedly merges the best adjacent pair, the leftmost on ties, until no
 /// pair merges. `pair(l, r)` gives the pair's priority and merged id (or `None`), `better`
@@ -323,14 +332,7 @@ impl CharBpe {
                 }
             }
         }
-        let mut k = 0;
-        for i in 0..n {
-            if alive[i] {
-                syms[k] = syms[i];
-                k += 1;
-            }
-        }
-        syms.truncate(k);
+        keep_alive(syms, &alive);
     }
 }
 

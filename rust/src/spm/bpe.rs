@@ -13,7 +13,7 @@ use super::unigram::SplitMix64;
 use super::{SentencePiece, SPACE, SPACE_CHAR};
 use crate::bpe::cache::{with_cache, PieceCache};
 use crate::bpe::merge::PairMemo;
-use crate::charbpe::scan_merges;
+use crate::charbpe::{keep_alive, scan_merges};
 use crate::trie::Trie;
 
 const NONE: u32 = u32::MAX;
@@ -385,13 +385,6 @@ impl Bpe {
             push(syms, &mut heap, prev[l], l as u32);
             push(syms, &mut heap, l as u32, next[l]);
         }
-        let mut k = 0;
-        for i in 0..n {
-            if alive[i] {
-                syms[k] = syms[i];
-                k += 1;
-            }
-        }
-        syms.truncate(k);
+        keep_alive(syms, &alive);
     }
 }
