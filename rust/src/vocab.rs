@@ -66,7 +66,8 @@ pub struct Vocab {
     bytes: Vec<u8>,
     starts: Vec<u32>,
     index: TokenMap,
-    /// `byte_ids[b]` is the id of the one-byte token `b` (every byte-level vocabulary has all 256).
+    /// `byte_ids[b]` is the id of the one-byte token `b` (every byte-level vocabulary has all
+    /// 256; a [`Vocab::from_pieces`] one need not, and its missing bytes hold `Rank::MAX`).
     byte_ids: [Rank; 256],
     max_token_len: usize,
 }
@@ -76,6 +77,17 @@ impl Vocab {
     ///
     /// Complexity: O(total token bytes + number of ids).
     pub fn from_pairs(pairs: Vec<(Vec<u8>, Rank)>, origin: &str) -> Result<Self> {
+        Self::build(pairs, origin, true)
+    }
+
+    /// A vocabulary of any byte strings, such as a SentencePiece model's pieces: like
+    /// [`Vocab::from_pairs`] without requiring a token for each single byte (so
+    /// [`Vocab::byte_rank`] is `Rank::MAX` for the bytes that have none).
+    pub fn from_pieces(pairs: Vec<(Vec<u8>, Rank)>, origin: &str) -> Result<Self> {
+        Self::build(pairs, origin, false)
+    }
+
+    fn build(pairs: Vec<(Vec<u8>, Rank)>, origin: &str, byte_level: bool) -> Result<Self> {
         let n_ids = pairs
             .iter()
             .map(|&(_, r)| r as usize + 1)
@@ -99,10 +111,15 @@ impl Vocab {
             }
         }
         starts.push(bytes.len() as u32);
-        Self::from_parts(bytes, starts, origin)
+        Self::from_parts(bytes, starts, origin, byte_level)
     }
 
-    fn from_parts(bytes: Vec<u8>, starts: Vec<u32>, origin: &str) -> Result<Self> {
+    fn from_parts(
+        bytes: Vec<u8>,
+        starts: Vec<u32>,
+        origin: &str,
+        byte_level: bool,
+    ) -> Result<Self> {
         let n_ids = starts.len() - 1;
         let token = |id: usize| &bytes[starts[id] as usize..starts[id + 1] as usize];
         let mut index =
@@ -132,7 +149,12 @@ impl Vocab {
             max_token_len,
         };
         for b in 0..=255u8 {
-            vocab.byte_ids[b as usize] = vocab.rank(&[b]).ok_or_else(|| {
+            let id = vocab.rank(&[b]);
+            if !byte_level {
+                vocab.byte_ids[b as usize] = id.unwrap_or(Rank::MAX);
+                continue;
+            }
+            vocab.byte_ids[b as usize] = id.ok_or_else(|| {
                 Error::invalid(
                     origin,
                     format!("the vocabulary has no token for the single byte 0x{b:02x}; byte-level BPE needs all 256"),
@@ -225,7 +247,7 @@ impl Vocab {
         if rest.len() != total as usize {
             return Err(bad("token bytes do not match the lengths"));
         }
-        Self::from_parts(rest.to_vec(), starts, origin)
+        Self::from_parts(rest.to_vec(), starts, origin, true)
     }
 
     /// The `.tiktoken` form: `base64(token) id` per line, in id order.

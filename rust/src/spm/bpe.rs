@@ -4,6 +4,7 @@
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -15,6 +16,7 @@ use crate::bpe::cache::{with_cache, PieceCache};
 use crate::bpe::merge::PairMemo;
 use crate::charbpe::{keep_alive, scan_merges};
 use crate::trie::Trie;
+use crate::vocab::{Probe, Vocab};
 
 const NONE: u32 = u32::MAX;
 
@@ -35,17 +37,20 @@ pub struct Bpe {
     shadowed: FxHashSet<u32>,
     /// The id of each ASCII character's piece (NONE if it has none).
     ascii: [u32; 128],
-    /// (left id, right id) -> id of their concatenation, for every piece that is one: a
-    /// merge of two known pieces never hashes bytes.
-    pairs: PairTable,
+    /// sentencepiece's `pieces_` (normal, user-defined and unused pieces) in the inline-key
+    /// table of byte-level BPE: what a merge makes, and whole words, are looked up here.
+    pieces: Vocab,
+    /// Per piece, whether a word made of just that piece encodes to it alone: [`WHOLE`],
+    /// [`SPLIT`], or [`UNKNOWN`] until a word first shows it. Shared by all threads (each
+    /// stores the same answer), so a batch learns it once.
+    whole: Box<[AtomicU8]>,
 }
 
-type PairTable = FxHashMap<u64, u32>;
-
-#[inline]
-fn pair_key(l: u32, r: u32) -> u64 {
-    (l as u64) << 32 | r as u64
-}
+const UNKNOWN: u8 = 0;
+const WHOLE: u8 = 1;
+const SPLIT: u8 = 2;
+/// Words are looked up in groups of this many, their slots prefetched as they are cut.
+const GROUP: usize = 16;
 
 #[derive(Clone, Copy)]
 struct Sym {
@@ -76,20 +81,23 @@ impl Bpe {
                 }
             }
         }
-        let mut pairs = PairTable::default();
-        for (piece, &id) in index {
-            for k in 1..piece.len() {
-                if let (Some(&l), Some(&r)) = (index.get(&piece[..k]), index.get(&piece[k..])) {
-                    pairs.insert(pair_key(l, r), id);
-                }
-            }
-        }
+        // sentencepiece rejects empty pieces, and no merge makes one
+        let pairs = index
+            .iter()
+            .filter(|(p, _)| !p.is_empty())
+            .map(|(p, &id)| (p.to_vec(), id))
+            .collect();
+        let pieces = Vocab::from_pieces(pairs, "sentencepiece pieces")
+            .expect("the pieces are distinct and not empty");
         Bpe {
             split_words,
             has_unused: types.contains(&PieceType::Unused),
             shadowed,
-            ascii: std::array::from_fn(|b| index.get(&[b as u8][..]).copied().unwrap_or(NONE)),
-            pairs,
+            ascii: std::array::from_fn(|b| pieces.rank(&[b as u8]).unwrap_or(NONE)),
+            whole: (0..pieces.n_ids())
+                .map(|_| AtomicU8::new(UNKNOWN))
+                .collect(),
+            pieces,
         }
     }
 
@@ -105,33 +113,89 @@ impl Bpe {
                 self.emit_all(sp, text, &syms, &rev, out);
                 return;
             }
-            for word in words(text) {
-                if cache.get(word, out) {
-                    continue;
+            // Each word's slot in `pieces` is prefetched as the word is cut and read once a
+            // group is full: on a cold pass the lookups are cache misses, overlapped this way.
+            let mut group: Vec<(&[u8], Option<Probe>)> = Vec::with_capacity(GROUP);
+            let max = self.pieces.max_token_len();
+            let mut cut = words(text).peekable();
+            while cut.peek().is_some() {
+                group.extend(
+                    cut.by_ref()
+                        .take(GROUP)
+                        .map(|w| (w, (w.len() <= max).then(|| self.pieces.probe(w)))),
+                );
+                for (word, probe) in group.drain(..) {
+                    self.encode_word(sp, word, probe, cache, &mut syms, out);
                 }
-                let at = out.len();
-                self.symbols(sp, word, &mut syms);
-                if syms.len() <= SCAN_MAX {
-                    // the highest score first, the leftmost on ties
-                    scan_merges(
-                        &mut syms,
-                        |l, r| {
-                            let (id, score) = self.pair(sp, word, l, r, &mut cache.pairs)?;
-                            Some((score, id))
-                        },
-                        |score, best| score > best,
-                        |l, r, id| {
-                            l.end = r.end;
-                            l.id = id;
-                        },
-                    );
-                } else {
-                    self.merge_heap(sp, word, &mut syms, &mut cache.pairs, None, None);
-                }
-                self.emit_all(sp, word, &syms, &FxHashMap::default(), out);
-                cache.put(word, &out[at..]);
             }
         })
+    }
+
+    /// Appends the ids of one word; `probe` is its lookup in `pieces` (None: longer than any).
+    /// A word that is one piece which merging would give back is that piece, with no merge
+    /// and no cache; other words go through the per-thread word cache.
+    fn encode_word(
+        &self,
+        sp: &SentencePiece,
+        word: &[u8],
+        probe: Option<Probe>,
+        cache: &mut PieceCache,
+        syms: &mut Vec<Sym>,
+        out: &mut Vec<u32>,
+    ) {
+        if let Some(id) = probe.and_then(|p| self.pieces.rank_probed(word, p)) {
+            let state = &self.whole[id as usize];
+            match state.load(Relaxed) {
+                WHOLE => return out.push(id),
+                UNKNOWN => {
+                    let at = out.len();
+                    self.merge_word(sp, word, cache, syms, out);
+                    let whole = out[at..] == [id];
+                    state.store(if whole { WHOLE } else { SPLIT }, Relaxed);
+                    if !whole {
+                        cache.put(word, &out[at..]);
+                    }
+                    return;
+                }
+                _ => {}
+            }
+        }
+        if cache.get(word, out) {
+            return;
+        }
+        let at = out.len();
+        self.merge_word(sp, word, cache, syms, out);
+        cache.put(word, &out[at..]);
+    }
+
+    /// Merges one word and appends its ids.
+    fn merge_word(
+        &self,
+        sp: &SentencePiece,
+        word: &[u8],
+        cache: &mut PieceCache,
+        syms: &mut Vec<Sym>,
+        out: &mut Vec<u32>,
+    ) {
+        self.symbols(sp, word, syms);
+        if syms.len() <= SCAN_MAX {
+            // the highest score first, the leftmost on ties
+            scan_merges(
+                syms,
+                |l, r| {
+                    let (id, score) = self.pair(sp, word, l, r, &mut cache.pairs)?;
+                    Some((score, id))
+                },
+                |score, best| score > best,
+                |l, r, id| {
+                    l.end = r.end;
+                    l.id = id;
+                },
+            );
+        } else {
+            self.merge_heap(sp, word, syms, &mut cache.pairs, None, None);
+        }
+        self.emit_all(sp, word, syms, &FxHashMap::default(), out);
     }
 
     /// BPE-dropout: each merge is skipped with probability `alpha`.
@@ -172,7 +236,7 @@ impl Bpe {
             let id = if len == 1 && rest[0] < 0x80 {
                 self.ascii[rest[0] as usize]
             } else {
-                sp.index.get(&rest[..len]).copied().unwrap_or(NONE)
+                self.pieces.rank(&rest[..len]).unwrap_or(NONE)
             };
             syms.push(Sym {
                 start: at as u32,
@@ -218,8 +282,8 @@ impl Bpe {
         if self.has_unused && sp.types[id as usize] == PieceType::Unused {
             if let Some(&left_len) = rev.get(segment) {
                 let mid = start + left_len;
-                let left = sp.index.get(&text[start as usize..mid as usize]).copied();
-                let right = sp.index.get(&text[mid as usize..end as usize]).copied();
+                let left = self.pieces.rank(&text[start as usize..mid as usize]);
+                let right = self.pieces.rank(&text[mid as usize..end as usize]);
                 self.emit(sp, text, start, mid, left.unwrap_or(NONE), rev, out);
                 self.emit(sp, text, mid, end, right.unwrap_or(NONE), rev, out);
                 return;
@@ -252,9 +316,8 @@ fn words(text: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 impl Bpe {
     /// The id and score of the piece that merging `l` and `r` would make. Pairs of known
-    /// pieces go through the per-thread memo, then the pair table (the concatenation of two
-    /// pieces is the same string wherever they meet); only an unknown character's pairs hash
-    /// bytes.
+    /// pieces go through the per-thread memo first (the concatenation of two pieces is the
+    /// same string wherever they meet).
     #[inline]
     fn pair(
         &self,
@@ -268,18 +331,12 @@ impl Bpe {
             return None;
         }
         let lookup = || {
-            sp.index
-                .get(&text[l.start as usize..r.end as usize])
-                .copied()
+            self.pieces
+                .rank(&text[l.start as usize..r.end as usize])
                 .unwrap_or(NONE)
         };
         let id = if l.id != NONE && r.id != NONE {
-            memo.get_or(l.id, r.id, || {
-                self.pairs
-                    .get(&pair_key(l.id, r.id))
-                    .copied()
-                    .unwrap_or(NONE)
-            })
+            memo.get_or(l.id, r.id, lookup)
         } else {
             lookup()
         };
