@@ -14,9 +14,10 @@ Peers: kitoken (``Kitoken.from_sentencepiece_file``), looked for in this interpr
 ``$FERROTOK_PEERS_PYTHON``. A ``.json`` model is a ``tokenizer.json`` (write one for a
 ``.model`` with transformers: ``LlamaTokenizer.from_pretrained(folder_with_tokenizer_model)``
 then ``backend_tokenizer.save(path)``): ferrotok's ``Tokenizer`` against HF ``tokenizers``
-(the reference there) and the peers that load it (splintr, tokie, kitoken), each encoding
-with the file's special tokens. The fast peers of the byte-level benchmark (gigatoken, fastokens,
-splintr) have no SentencePiece ``.model`` loader in the versions installed here.
+(the reference there) and the peers that load it (gigatoken, splintr, tokie, kitoken), each
+encoding with the file's special tokens. The other fast peers of the byte-level benchmark have
+no SentencePiece ``.model`` loader in the versions installed here (gigatoken reads the
+``tokenizer.json`` only; fastokens rejects its Metaspace pre-tokenizer).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ SHARED = HERE.parents[1] / "shared"
 MODELS = [SHARED / "vocab" / "mistral-v1.spm.model", HERE.parent / "tests" / "data" / "spm-unigram.model"]
 RESULT = "@@bench_spm "
 LIBS = ("ferrotok", "sentencepiece", "kitoken")
-JSON_LIBS = ("ferrotok", "tokenizers", "splintr", "tokie", "kitoken")
+JSON_LIBS = ("ferrotok", "tokenizers", "gigatoken", "splintr", "tokie", "kitoken")
 
 
 def load_json(lib: str, path: str):
@@ -47,6 +48,10 @@ def load_json(lib: str, path: str):
 
         tok = tokenizers.Tokenizer.from_file(path)
         return lambda text: tok.encode(text).ids
+    if lib == "gigatoken":
+        import gigatoken
+
+        return gigatoken.Tokenizer(path).encode
     if lib == "splintr":
         import splintr
 

@@ -8,11 +8,12 @@
 //! Only for models whose output depends on the word alone.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 use hashbrown::HashTable;
 
-use crate::vocab::hash_bytes;
+use crate::vocab::{hash_bytes, Probe, Vocab};
 
 /// Key arena size at which a cache starts over (about 3x this in memory, per thread and
 /// model).
@@ -147,5 +148,92 @@ impl<C: Default> PerThread<C> {
             }
         };
         &mut self.0[at].1
+    }
+}
+
+/// What [`WholeWords`] knows of a word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Whole {
+    /// The word is the token with this id, and the model encodes it to that token alone.
+    Yes(u32),
+    /// The word is this token, but whether the model encodes it to the token alone is not known
+    /// yet: encode it and tell [`WholeWords::learn`].
+    Unknown(u32),
+    /// The word is not a token, or is one the model splits.
+    No,
+}
+
+const UNKNOWN: u8 = 0;
+const WHOLE: u8 = 1;
+const SPLIT: u8 = 2;
+/// Words are looked up in groups of this many, their slots prefetched as they are cut.
+const GROUP: usize = 16;
+
+/// The words that are one token of the vocabulary and that a merging model (SentencePiece's
+/// BPE, Hugging Face's BPE over characters) gives back as that token alone: most occurrences
+/// of words in text. They skip the merge and the word cache: one probe of the inline-key token
+/// table, as byte-level BPE's whole-piece hits.
+///
+/// Merges are not assumed to reach every token: a word that is a token is encoded once, and
+/// the answer, one of three states per token, is kept. The states are shared by all threads
+/// (relaxed atomics: every thread that learns a state stores the same one), so a batch learns
+/// each token once.
+pub struct WholeWords {
+    tokens: Vocab,
+    state: Box<[AtomicU8]>,
+}
+
+impl WholeWords {
+    pub fn new(tokens: Vocab) -> Self {
+        let state = (0..tokens.n_ids()).map(|_| AtomicU8::new(UNKNOWN)).collect();
+        WholeWords { tokens, state }
+    }
+
+    /// The token table.
+    pub fn tokens(&self) -> &Vocab {
+        &self.tokens
+    }
+
+    /// Calls `f(range, whole)` for each word of `text` (given as ranges, in order). The
+    /// lookups run in groups: each word's slot is prefetched as the word is cut and read once
+    /// a group is cut, so that on a cold pass their cache misses overlap.
+    #[inline]
+    pub fn for_each(
+        &self,
+        text: &[u8],
+        words: impl Iterator<Item = Range<usize>>,
+        mut f: impl FnMut(Range<usize>, Whole),
+    ) {
+        let max = self.tokens.max_token_len();
+        let mut group: [(usize, usize, Option<Probe>); GROUP] = [(0, 0, None); GROUP];
+        let mut words = words.peekable();
+        while words.peek().is_some() {
+            let mut n = 0;
+            for (slot, w) in group.iter_mut().zip(words.by_ref()) {
+                let probe = (w.len() <= max).then(|| self.tokens.probe(&text[w.clone()]));
+                *slot = (w.start, w.end, probe);
+                n += 1;
+            }
+            for &(start, end, probe) in &group[..n] {
+                let word = &text[start..end];
+                let id = probe.and_then(|p| self.tokens.rank_probed(word, p));
+                f(start..end, id.map_or(Whole::No, |id| self.state_of(id)));
+            }
+        }
+    }
+
+    #[inline]
+    fn state_of(&self, id: u32) -> Whole {
+        match self.state[id as usize].load(Ordering::Relaxed) {
+            WHOLE => Whole::Yes(id),
+            UNKNOWN => Whole::Unknown(id),
+            _ => Whole::No,
+        }
+    }
+
+    /// Records whether the model encodes the word that is token `id` to that token alone.
+    pub fn learn(&self, id: u32, whole: bool) {
+        let state = if whole { WHOLE } else { SPLIT };
+        self.state[id as usize].store(state, Ordering::Relaxed);
     }
 }

@@ -4,19 +4,20 @@
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
-use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::normalizer::utf8_len;
 use super::proto::PieceType;
 use super::unigram::SplitMix64;
-use super::{SentencePiece, SPACE, SPACE_CHAR};
+use super::{SentencePiece, SPACE_CHAR};
 use crate::bpe::cache::{with_cache, PieceCache};
 use crate::bpe::merge::PairMemo;
 use crate::charbpe::{keep_alive, scan_merges};
 use crate::trie::Trie;
-use crate::vocab::{Probe, Vocab};
+use crate::cache::{Whole, WholeWords};
+use crate::metaspace::words_at_spaces;
+use crate::vocab::Vocab;
 
 const NONE: u32 = u32::MAX;
 
@@ -38,19 +39,9 @@ pub struct Bpe {
     /// The id of each ASCII character's piece (NONE if it has none).
     ascii: [u32; 128],
     /// sentencepiece's `pieces_` (normal, user-defined and unused pieces) in the inline-key
-    /// table of byte-level BPE: what a merge makes, and whole words, are looked up here.
-    pieces: Vocab,
-    /// Per piece, whether a word made of just that piece encodes to it alone: [`WHOLE`],
-    /// [`SPLIT`], or [`UNKNOWN`] until a word first shows it. Shared by all threads (each
-    /// stores the same answer), so a batch learns it once.
-    whole: Box<[AtomicU8]>,
+    /// table of byte-level BPE: what a merge makes, and whole words, are looked up there.
+    whole: WholeWords,
 }
-
-const UNKNOWN: u8 = 0;
-const WHOLE: u8 = 1;
-const SPLIT: u8 = 2;
-/// Words are looked up in groups of this many, their slots prefetched as they are cut.
-const GROUP: usize = 16;
 
 #[derive(Clone, Copy)]
 struct Sym {
@@ -94,10 +85,7 @@ impl Bpe {
             has_unused: types.contains(&PieceType::Unused),
             shadowed,
             ascii: std::array::from_fn(|b| pieces.rank(&[b as u8]).unwrap_or(NONE)),
-            whole: (0..pieces.n_ids())
-                .map(|_| AtomicU8::new(UNKNOWN))
-                .collect(),
-            pieces,
+            whole: WholeWords::new(pieces),
         }
     }
 
@@ -113,52 +101,36 @@ impl Bpe {
                 self.emit_all(sp, text, &syms, &rev, out);
                 return;
             }
-            // Each word's slot in `pieces` is prefetched as the word is cut and read once a
-            // group is full: on a cold pass the lookups are cache misses, overlapped this way.
-            let mut group: Vec<(&[u8], Option<Probe>)> = Vec::with_capacity(GROUP);
-            let max = self.pieces.max_token_len();
-            let mut cut = words(text).peekable();
-            while cut.peek().is_some() {
-                group.extend(
-                    cut.by_ref()
-                        .take(GROUP)
-                        .map(|w| (w, (w.len() <= max).then(|| self.pieces.probe(w)))),
-                );
-                for (word, probe) in group.drain(..) {
-                    self.encode_word(sp, word, probe, cache, &mut syms, out);
-                }
-            }
+            self.whole.for_each(text, words_at_spaces(text), |word, whole| {
+                self.encode_word(sp, &text[word], whole, cache, &mut syms, out)
+            });
         })
     }
 
-    /// Appends the ids of one word; `probe` is its lookup in `pieces` (None: longer than any).
-    /// A word that is one piece which merging would give back is that piece, with no merge
-    /// and no cache; other words go through the per-thread word cache.
+    /// Appends the ids of one word: a word that is one piece which merging gives back is
+    /// that piece, with no merge and no cache; other words go through the word cache.
     fn encode_word(
         &self,
         sp: &SentencePiece,
         word: &[u8],
-        probe: Option<Probe>,
+        whole: Whole,
         cache: &mut PieceCache,
         syms: &mut Vec<Sym>,
         out: &mut Vec<u32>,
     ) {
-        if let Some(id) = probe.and_then(|p| self.pieces.rank_probed(word, p)) {
-            let state = &self.whole[id as usize];
-            match state.load(Relaxed) {
-                WHOLE => return out.push(id),
-                UNKNOWN => {
-                    let at = out.len();
-                    self.merge_word(sp, word, cache, syms, out);
-                    let whole = out[at..] == [id];
-                    state.store(if whole { WHOLE } else { SPLIT }, Relaxed);
-                    if !whole {
-                        cache.put(word, &out[at..]);
-                    }
-                    return;
+        match whole {
+            Whole::Yes(id) => return out.push(id),
+            Whole::Unknown(id) => {
+                let at = out.len();
+                self.merge_word(sp, word, cache, syms, out);
+                let alone = out[at..] == [id];
+                self.whole.learn(id, alone);
+                if !alone {
+                    cache.put(word, &out[at..]);
                 }
-                _ => {}
+                return;
             }
+            Whole::No => {}
         }
         if cache.get(word, out) {
             return;
@@ -236,7 +208,7 @@ impl Bpe {
             let id = if len == 1 && rest[0] < 0x80 {
                 self.ascii[rest[0] as usize]
             } else {
-                self.pieces.rank(&rest[..len]).unwrap_or(NONE)
+                self.whole.tokens().rank(&rest[..len]).unwrap_or(NONE)
             };
             syms.push(Sym {
                 start: at as u32,
@@ -282,8 +254,8 @@ impl Bpe {
         if self.has_unused && sp.types[id as usize] == PieceType::Unused {
             if let Some(&left_len) = rev.get(segment) {
                 let mid = start + left_len;
-                let left = self.pieces.rank(&text[start as usize..mid as usize]);
-                let right = self.pieces.rank(&text[mid as usize..end as usize]);
+                let left = self.whole.tokens().rank(&text[start as usize..mid as usize]);
+                let right = self.whole.tokens().rank(&text[mid as usize..end as usize]);
                 self.emit(sp, text, start, mid, left.unwrap_or(NONE), rev, out);
                 self.emit(sp, text, mid, end, right.unwrap_or(NONE), rev, out);
                 return;
@@ -291,27 +263,6 @@ impl Bpe {
         }
         sp.emit(segment, id, out);
     }
-}
-
-/// Cuts a normalized text before each `▁` that follows another character.
-fn words(text: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut spaces = memchr::memmem::find_iter(text, SPACE.as_bytes());
-    let mut start = 0;
-    std::iter::from_fn(move || {
-        if start >= text.len() {
-            return None;
-        }
-        for p in spaces.by_ref() {
-            if p > start && !text[..p].ends_with(SPACE.as_bytes()) {
-                let word = &text[start..p];
-                start = p;
-                return Some(word);
-            }
-        }
-        let word = &text[start..];
-        start = text.len();
-        Some(word)
-    })
 }
 
 impl Bpe {
@@ -331,7 +282,8 @@ impl Bpe {
             return None;
         }
         let lookup = || {
-            self.pieces
+            self.whole
+                .tokens()
                 .rank(&text[l.start as usize..r.end as usize])
                 .unwrap_or(NONE)
         };
