@@ -202,6 +202,28 @@ def test_unused_pieces_are_split_back():
     assert not unused & {i for d in docs for i in ours.encode(d).tolist()}
 
 
+def test_word_pieces_that_merging_cannot_reach():
+    # A word that is itself a piece is emitted as that piece only when merging gives it back;
+    # with pieces added for whole words of the corpus (random scores), many cannot be reached
+    # (no two adjacent parts ever form a piece) and must come out as sentencepiece splits them.
+    proto = proto_of(BPE)
+    have = {p.piece for p in proto.pieces}
+    scores = [p.score for p in proto.pieces if p.type == model_pb2.ModelProto.SentencePiece.NORMAL]
+    docs = fixture_corpus()
+    rng = random.Random(7)
+    words = sorted({"▁" + w for d in docs for w in d.split()} - have)
+    added = rng.sample(words, min(400, len(words)))
+    for w in added:
+        proto.pieces.add(piece=w, score=rng.uniform(min(scores), max(scores)))
+    ours, ref = models_from_proto(proto)
+    bad = mismatches(ours, ref, docs)
+    assert not bad, describe(ours, ref, docs[bad[0]])
+    alone = [ref.encode(w[1:]) == [ref.piece_to_id(w)] for w in added]
+    assert 0 < sum(alone) < len(alone), "the test needs both reachable and unreachable word pieces"
+    for w in added:
+        assert ours.encode(w[1:]).tolist() == ref.encode(w[1:])
+
+
 def test_bos_eos_and_specials():
     ours, ref = load(UNIGRAM)
     assert (ours.unk_id, ours.bos_id, ours.eos_id, ours.pad_id) == (

@@ -185,7 +185,9 @@ pub struct WholeWords {
 
 impl WholeWords {
     pub fn new(tokens: Vocab) -> Self {
-        let state = (0..tokens.n_ids()).map(|_| AtomicU8::new(UNKNOWN)).collect();
+        let state = (0..tokens.n_ids())
+            .map(|_| AtomicU8::new(UNKNOWN))
+            .collect();
         WholeWords { tokens, state }
     }
 

@@ -13,10 +13,10 @@ use super::unigram::SplitMix64;
 use super::{SentencePiece, SPACE_CHAR};
 use crate::bpe::cache::{with_cache, PieceCache};
 use crate::bpe::merge::PairMemo;
-use crate::charbpe::{keep_alive, scan_merges};
-use crate::trie::Trie;
 use crate::cache::{Whole, WholeWords};
+use crate::charbpe::{keep_alive, scan_merges};
 use crate::metaspace::words_at_spaces;
+use crate::trie::Trie;
 use crate::vocab::Vocab;
 
 const NONE: u32 = u32::MAX;
@@ -101,9 +101,10 @@ impl Bpe {
                 self.emit_all(sp, text, &syms, &rev, out);
                 return;
             }
-            self.whole.for_each(text, words_at_spaces(text), |word, whole| {
-                self.encode_word(sp, &text[word], whole, cache, &mut syms, out)
-            });
+            self.whole
+                .for_each(text, words_at_spaces(text), |word, whole| {
+                    self.encode_word(sp, &text[word], whole, cache, &mut syms, out)
+                });
         })
     }
 
@@ -254,7 +255,10 @@ impl Bpe {
         if self.has_unused && sp.types[id as usize] == PieceType::Unused {
             if let Some(&left_len) = rev.get(segment) {
                 let mid = start + left_len;
-                let left = self.whole.tokens().rank(&text[start as usize..mid as usize]);
+                let left = self
+                    .whole
+                    .tokens()
+                    .rank(&text[start as usize..mid as usize]);
                 let right = self.whole.tokens().rank(&text[mid as usize..end as usize]);
                 self.emit(sp, text, start, mid, left.unwrap_or(NONE), rev, out);
                 self.emit(sp, text, mid, end, right.unwrap_or(NONE), rev, out);
