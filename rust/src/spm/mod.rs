@@ -11,6 +11,13 @@
 //!   Short words merge with a flat scan, long ones with a heap, so the worst case stays
 //!   O(n log n). A model with UNUSED pieces (whose resegmentation depends on the order of
 //!   the whole text's heap) takes sentencepiece's own whole-text path.
+//! - BPE lookups: the pieces sit in byte-level BPE's inline-key token table, and a merge
+//!   looks up its bytes there (behind the per-thread pair memo) instead of a pair table built
+//!   at load. A word that is itself a piece, about two thirds of the words of English text, is
+//!   one probe of that table, prefetched in groups of 16 as the words are cut; it skips the
+//!   merge and the word cache once a first encoding has shown that merging gives the piece
+//!   back (`cache::WholeWords`; not every piece is reachable). Mistral, en, Rust loop, MB/s
+//!   cold / warm: 11.9 / 38 -> 19.4 / 62; load 39 -> 19 ms.
 //! - Unigram: sentencepiece's optimized Viterbi (one pass, best path per byte position) over
 //!   the vocabulary trie, with its float arithmetic and tie order, so equal-score paths break
 //!   the same way. When no piece holds `▁` after its first byte, no lattice edge crosses the
