@@ -93,23 +93,48 @@ where
             source: Box::new(e),
         })
     };
-    // one text still runs in the pool: a long text is cut into parts encoded in parallel
-    let per_text: Vec<Vec<Rank>> = if threads <= 1 {
-        texts.iter().enumerate().map(one).collect::<Result<_>>()?
-    } else {
-        pool(threads)?.install(|| texts.par_iter().enumerate().map(one).collect::<Result<_>>())?
-    };
-    let total = per_text.iter().map(Vec::len).sum();
-    let mut ragged = Ragged {
-        ids: Vec::with_capacity(total),
-        offsets: Vec::with_capacity(texts.len() + 1),
-    };
-    ragged.offsets.push(0);
-    for ids in per_text {
-        ragged.ids.extend_from_slice(&ids);
-        ragged.offsets.push(ragged.ids.len() as i64);
+    if threads <= 1 {
+        let per_text: Vec<Vec<Rank>> = texts.iter().enumerate().map(one).collect::<Result<_>>()?;
+        return Ok(concat(per_text, false));
     }
-    Ok(ragged)
+    // one text still runs in the pool: a long text is cut into parts encoded in parallel
+    pool(threads)?.install(|| {
+        let per_text: Vec<Vec<Rank>> = texts
+            .par_iter()
+            .enumerate()
+            .map(one)
+            .collect::<Result<_>>()?;
+        Ok(concat(per_text, true))
+    })
+}
+
+/// The ragged batch of `per_text`. With `parallel` (inside a pool), the copies into the flat
+/// buffer run on the pool: their page faults and the frees of the per-text buffers would
+/// otherwise be a serial tail of every batch.
+fn concat(per_text: Vec<Vec<Rank>>, parallel: bool) -> Ragged {
+    let mut offsets = Vec::with_capacity(per_text.len() + 1);
+    offsets.push(0);
+    for ids in &per_text {
+        offsets.push(offsets[offsets.len() - 1] + ids.len() as i64);
+    }
+    // zeroed memory comes from calloc, untouched until the copies write it
+    let mut ids = vec![0; offsets[offsets.len() - 1] as usize];
+    let mut rest = &mut ids[..];
+    let jobs: Vec<(&mut [Rank], Vec<Rank>)> = per_text
+        .into_iter()
+        .map(|src| {
+            let (dst, tail) = std::mem::take(&mut rest).split_at_mut(src.len());
+            rest = tail;
+            (dst, src)
+        })
+        .collect();
+    let copy = |(dst, src): (&mut [Rank], Vec<Rank>)| dst.copy_from_slice(&src);
+    if parallel {
+        jobs.into_par_iter().for_each(copy);
+    } else {
+        jobs.into_iter().for_each(copy);
+    }
+    Ragged { ids, offsets }
 }
 
 #[cfg(test)]
