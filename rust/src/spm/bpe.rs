@@ -10,7 +10,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use super::normalizer::utf8_len;
 use super::proto::PieceType;
 use super::unigram::SplitMix64;
-use super::{SentencePiece, SPACE_CHAR};
+use super::{Joins, SentencePiece, SPACE_CHAR};
 use crate::bpe::cache::{with_cache, PieceCache};
 use crate::bpe::merge::PairMemo;
 use crate::cache::{Whole, WholeWords};
@@ -30,6 +30,9 @@ pub struct Bpe {
     /// No piece holds `▁` right after another character: a text can be cut before each
     /// `▁` run and its words merged separately.
     split_words: bool,
+    /// Where words are cut further: no merge makes a symbol across ASCII characters that no
+    /// piece holds side by side, so the parts merge (and are cached) alone.
+    joins: Joins,
     /// The model has UNUSED pieces: merged ones are split back the way the whole text's heap
     /// last proposed them, so only sentencepiece's own whole-text procedure is exact.
     has_unused: bool,
@@ -63,6 +66,7 @@ impl Bpe {
                 ok
             })
         });
+        let joins = Joins::new(index.keys().map(|p| &p[..]));
         let mut shadowed = FxHashSet::default();
         for (i, t) in types.iter().enumerate() {
             let reserved = matches!(t, PieceType::Control | PieceType::Unknown | PieceType::Byte);
@@ -82,6 +86,7 @@ impl Bpe {
             .expect("the pieces are distinct and not empty");
         Bpe {
             split_words,
+            joins,
             has_unused: types.contains(&PieceType::Unused),
             shadowed,
             ascii: std::array::from_fn(|b| pieces.rank(&[b as u8]).unwrap_or(NONE)),
@@ -101,15 +106,16 @@ impl Bpe {
                 self.emit_all(sp, text, &syms, &rev, out);
                 return;
             }
-            self.whole
-                .for_each(text, words_at_spaces(text), |word, whole| {
-                    self.encode_word(sp, &text[word], whole, cache, &mut syms, out)
-                });
+            // the words, and their parts (see `joins`)
+            let parts = words_at_spaces(text).flat_map(|w| self.joins.parts(text, w));
+            self.whole.for_each(text, parts, |part, whole| {
+                self.encode_word(sp, &text[part], whole, cache, &mut syms, out)
+            });
         })
     }
 
-    /// Appends the ids of one word: a word that is one piece which merging gives back is
-    /// that piece, with no merge and no cache; other words go through the word cache.
+    /// Appends the ids of one word (or part): one that is a piece which merging gives back
+    /// is that piece, with no merge and no cache; others go through the word cache.
     fn encode_word(
         &self,
         sp: &SentencePiece,

@@ -16,7 +16,7 @@ use rustc_hash::FxHashMap;
 
 use super::normalizer::utf8_len;
 use super::proto::PieceType;
-use super::{SentencePiece, SPACE};
+use super::{Joins, SentencePiece, SPACE};
 use crate::cache::{PerThread, WordCache, MAX_CACHED_WORD};
 use crate::trie::Trie;
 
@@ -50,6 +50,8 @@ pub struct Unigram {
     /// No candidate piece holds `▁` after its first byte, so no lattice edge crosses the start
     /// of a `▁`: the text can be solved word by word (see `encode`).
     word_cut: bool,
+    /// Words are cut between ASCII characters no candidate joins, too: no edge crosses there.
+    joins: Joins,
     /// The largest |score| any candidate edge can add (unknown and user-defined ones too).
     max_step: f32,
 }
@@ -107,6 +109,7 @@ impl Unigram {
         let word_cut = !candidates().any(|id| {
             memchr::memmem::find(&pieces[id].as_bytes()[1..], SPACE.as_bytes()).is_some()
         });
+        let joins = Joins::new(candidates().map(|id| pieces[id].as_bytes()));
         let max_step = candidates()
             .map(|id| match types[id] {
                 PieceType::UserDefined => 0.1 * pieces[id].len() as f32,
@@ -118,6 +121,7 @@ impl Unigram {
             user_defined: types.iter().map(|t| *t == PieceType::UserDefined).collect(),
             min_score,
             word_cut,
+            joins,
             max_step,
         }
     }
@@ -176,21 +180,22 @@ impl Unigram {
             self.viterbi(sp, text, 0.0, out);
             return;
         }
-        // The best path passes through the start of every `▁`, so each word can be solved
-        // alone from the score the path has there: exactly, by `viterbi`, or from a cached
-        // solution whose every decision won by more than f32 rounding at that score could
-        // change (`replay`). Either way the score carried on is the same f32 sum.
+        // The best path passes through the start of every `▁` and every cut of `joins` (no
+        // edge crosses them), so each word can be solved alone from the score the path has
+        // there: exactly, by `viterbi`, or from a cached solution whose every decision won by
+        // more than f32 rounding at that score could change (`replay`). Either way the score
+        // carried on is the same f32 sum.
         WORDS.with_borrow_mut(|caches| {
             let cache = caches.get(sp.cache_owner);
             let mut score = 0.0f32;
             let (mut entry, mut nodes) = (Vec::new(), Vec::new());
             let mut start = 0;
-            let cuts = memchr::memmem::find_iter(text, SPACE.as_bytes())
+            let words = memchr::memmem::find_iter(text, SPACE.as_bytes())
                 .filter(|&p| p > 0)
-                .chain([text.len()]);
-            for end in cuts {
-                let word = &text[start..end];
-                start = end;
+                .chain([text.len()])
+                .map(|end| std::mem::replace(&mut start, end)..end);
+            for word in words.flat_map(|w| self.joins.parts(text, w)) {
+                let word = &text[word];
                 if !(-RECENTER..=RECENTER).contains(&score) {
                     // the re-centering `viterbi` would do at this position
                     score = 0.0;
