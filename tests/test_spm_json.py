@@ -42,6 +42,7 @@ UNIGRAM_VARIANTS = ("t5", "hub-layout", "first", "first-nosplit", "byte-fallback
 TRICKY = [
     "",
     "\ufb01ne \u2122\x1eg \uff21\u0301 e\u0301",  # NFKC expansions, a removal, clusters
+    "a\x1e\x1f\x01b. \x02\x03, \x04",  # runs of unknown characters (fused or not)
     "a\r\nb\u3000c\u00a0d",
     "\u200bab",
     "<mask> [SEP] http://x",

@@ -14,12 +14,15 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::ops::Range;
 
 use rustc_hash::FxHashMap;
 
 use crate::cache::with_span_cache;
 use crate::error::{Error, Result};
+use crate::metaspace::words_at_spaces;
 use crate::pipeline::TokenTable;
+use crate::spm::Joins;
 
 const NONE: u32 = u32::MAX;
 const SPACE: &str = "\u{2581}";
@@ -43,6 +46,9 @@ pub struct CharBpe {
     cut_at_space: bool,
     /// Identity of this model's per-thread part caches.
     cache_owner: u64,
+    /// Parts are cut further between ASCII characters that no token holds side by side: no
+    /// merge crosses there (see `spm::Joins`).
+    joins: Joins,
 }
 
 #[derive(Clone, Copy)]
@@ -149,7 +155,16 @@ impl CharBpe {
                 .token_to_id(std::str::from_utf8(&c).unwrap())
                 .unwrap_or(NONE)
         }));
+        let mut joins = Joins::new(tokens.iter().map(|(t, _)| t.as_bytes()));
+        // consecutive unknown characters fuse into one unknown token: never cut between them
+        for c in 0..0x80u8 {
+            let byte_token = byte_ids.as_ref().is_some_and(|b| b[c as usize] != NONE);
+            if fuse_unk && unk.is_some() && ascii[c as usize] == NONE && !byte_token {
+                joins.join_all(c);
+            }
+        }
         Ok(CharBpe {
+            joins,
             tokens,
             merges: table,
             unk_token,
@@ -192,18 +207,15 @@ impl CharBpe {
                     t.2 += start as u32;
                 }
             };
-            if !self.cut_at_space {
-                return part(0, word.len());
-            }
             let bytes = word.as_bytes();
-            let mut start = 0;
-            for p in memchr::memmem::find_iter(bytes, SPACE.as_bytes()) {
-                if p > start && !bytes[..p].ends_with(SPACE.as_bytes()) {
-                    part(start, p);
-                    start = p;
-                }
+            let words: &mut dyn Iterator<Item = Range<usize>> = if self.cut_at_space {
+                &mut words_at_spaces(bytes)
+            } else {
+                &mut std::iter::once(0..bytes.len())
+            };
+            for range in words.flat_map(|w| self.joins.parts(bytes, w)) {
+                part(range.start, range.end);
             }
-            part(start, word.len());
         })
     }
 

@@ -60,10 +60,10 @@ use proto::{ModelType, PieceType};
 /// ASCII characters that no piece so joins, no merge (BPE) and no lattice edge (Unigram)
 /// crosses, so a word can be cut there and its parts solved alone, like the words between
 /// `▁`s: a word and its punctuation ("▁running" and ",") become parts already known.
-struct Joins([u128; 128]);
+pub(crate) struct Joins([u128; 128]);
 
 impl Joins {
-    fn new<'a>(pieces: impl Iterator<Item = &'a [u8]>) -> Self {
+    pub(crate) fn new<'a>(pieces: impl Iterator<Item = &'a [u8]>) -> Self {
         let mut rows = [0u128; 128];
         for p in pieces {
             for w in p.windows(2) {
@@ -75,8 +75,16 @@ impl Joins {
         Joins(rows)
     }
 
+    /// Never cut beside the ASCII character `c`.
+    pub(crate) fn join_all(&mut self, c: u8) {
+        self.0[c as usize] = !0;
+        for row in &mut self.0 {
+            *row |= 1 << c;
+        }
+    }
+
     /// The parts of `text[word]`, cut between the ASCII characters no piece joins.
-    fn parts<'a>(
+    pub(crate) fn parts<'a>(
         &'a self,
         text: &'a [u8],
         word: std::ops::Range<usize>,
