@@ -60,11 +60,11 @@ use proto::{ModelType, PieceType};
 /// ASCII characters that no piece so joins, no merge (BPE) and no lattice edge (Unigram)
 /// crosses, so a word can be cut there and its parts solved alone, like the words between
 /// `▁`s: a word and its punctuation ("▁running" and ",") become parts already known.
-pub(crate) struct Joins([u128; 128]);
+pub(crate) struct Joins(Box<[u128; 128]>);
 
 impl Joins {
     pub(crate) fn new<'a>(pieces: impl Iterator<Item = &'a [u8]>) -> Self {
-        let mut rows = [0u128; 128];
+        let mut rows = Box::new([0u128; 128]);
         for p in pieces {
             for w in p.windows(2) {
                 if w[0] < 0x80 && w[1] < 0x80 {
@@ -78,7 +78,7 @@ impl Joins {
     /// Never cut beside the ASCII character `c`.
     pub(crate) fn join_all(&mut self, c: u8) {
         self.0[c as usize] = !0;
-        for row in &mut self.0 {
+        for row in self.0.iter_mut() {
             *row |= 1 << c;
         }
     }
@@ -131,7 +131,7 @@ pub struct SentencePiece {
 
 enum Model {
     Bpe(Box<bpe::Bpe>),
-    Unigram(Box<unigram::Unigram>),
+    Unigram(unigram::Unigram),
 }
 
 /// The model type, as the `.model` file's trainer spec names it.
@@ -270,9 +270,9 @@ impl SentencePiece {
         )?;
         let model = match kind {
             Kind::Bpe => Model::Bpe(Box::new(bpe::Bpe::new(&pieces, &types, &index))),
-            Kind::Unigram => Model::Unigram(Box::new(unigram::Unigram::new(
-                &pieces, &scores, &types, &index,
-            ))),
+            Kind::Unigram => {
+                Model::Unigram(unigram::Unigram::new(&pieces, &scores, &types, &index))
+            }
         };
         Ok(SentencePiece {
             pieces,
