@@ -10,7 +10,9 @@
 //! Speed: a word is cut before each `▁` that follows another character when no merge joins
 //! a left part ending in another character to a right part starting with `▁` (true of every
 //! converted SentencePiece model): merges never cross such a cut, so the pieces merge
-//! separately with the same result, and short pieces merge with a flat scan.
+//! separately with the same result, and short pieces merge with a flat scan. Pieces are cut
+//! again between two ASCII characters that no token holds side by side (`spm::Joins`), for
+//! the same reason: no merge can make a token across them.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
