@@ -170,8 +170,7 @@ const SPLIT: u8 = 2;
 const GROUP: usize = 16;
 
 /// The words that are one token of the vocabulary and that a merging model (SentencePiece's
-/// BPE, Hugging Face's BPE over characters) gives back as that token alone: most occurrences
-/// of words in text. They skip the merge and the word cache: one probe of the inline-key token
+/// BPE) gives back as that token alone: most occurrences of words in text. They skip the merge and the word cache: one probe of the inline-key token
 /// table, as byte-level BPE's whole-piece hits.
 ///
 /// Merges are not assumed to reach every token: a word that is a token is encoded once, and

@@ -159,10 +159,12 @@ impl CharBpe {
         }));
         let mut joins = Joins::new(tokens.iter().map(|(t, _)| t.as_bytes()));
         // consecutive unknown characters fuse into one unknown token: never cut between them
-        for c in 0..0x80u8 {
-            let byte_token = byte_ids.as_ref().is_some_and(|b| b[c as usize] != NONE);
-            if fuse_unk && unk.is_some() && ascii[c as usize] == NONE && !byte_token {
-                joins.join_all(c);
+        if fuse_unk && unk.is_some() {
+            for c in 0..0x80u8 {
+                let byte_token = byte_ids.as_ref().is_some_and(|b| b[c as usize] != NONE);
+                if ascii[c as usize] == NONE && !byte_token {
+                    joins.join_all(c);
+                }
             }
         }
         Ok(CharBpe {

@@ -215,7 +215,7 @@ impl Bpe {
             let id = if len == 1 && rest[0] < 0x80 {
                 self.ascii[rest[0] as usize]
             } else {
-                self.whole.tokens().rank(&rest[..len]).unwrap_or(NONE)
+                self.piece_id(&rest[..len])
             };
             syms.push(Sym {
                 start: at as u32,
@@ -261,13 +261,10 @@ impl Bpe {
         if self.has_unused && sp.types[id as usize] == PieceType::Unused {
             if let Some(&left_len) = rev.get(segment) {
                 let mid = start + left_len;
-                let left = self
-                    .whole
-                    .tokens()
-                    .rank(&text[start as usize..mid as usize]);
-                let right = self.whole.tokens().rank(&text[mid as usize..end as usize]);
-                self.emit(sp, text, start, mid, left.unwrap_or(NONE), rev, out);
-                self.emit(sp, text, mid, end, right.unwrap_or(NONE), rev, out);
+                let left = self.piece_id(&text[start as usize..mid as usize]);
+                let right = self.piece_id(&text[mid as usize..end as usize]);
+                self.emit(sp, text, start, mid, left, rev, out);
+                self.emit(sp, text, mid, end, right, rev, out);
                 return;
             }
         }
@@ -276,6 +273,12 @@ impl Bpe {
 }
 
 impl Bpe {
+    /// The id of the piece with exactly these bytes, or NONE.
+    #[inline]
+    fn piece_id(&self, bytes: &[u8]) -> u32 {
+        self.whole.tokens().rank(bytes).unwrap_or(NONE)
+    }
+
     /// The id and score of the piece that merging `l` and `r` would make. Pairs of known
     /// pieces go through the per-thread memo first (the concatenation of two pieces is the
     /// same string wherever they meet).
@@ -291,12 +294,7 @@ impl Bpe {
         if l.frozen || r.frozen {
             return None;
         }
-        let lookup = || {
-            self.whole
-                .tokens()
-                .rank(&text[l.start as usize..r.end as usize])
-                .unwrap_or(NONE)
-        };
+        let lookup = || self.piece_id(&text[l.start as usize..r.end as usize]);
         let id = if l.id != NONE && r.id != NONE {
             memo.get_or(l.id, r.id, lookup)
         } else {
