@@ -9,11 +9,17 @@ a fresh process, not pinned (batches are multi-threaded):
 
 - ferrotok 1T / 2T: ``enc.encode_batch(docs, num_threads=1 or 2, disallowed_special=())``
   (ordinary encoding, the ragged ``TokenBatch``); 2T/1T is the speed-up from the second thread.
+- 2 x 1T: two ferrotok 1T processes started together, each encoding the whole corpus; their
+  summed MB/s is what the machine gives two encoders that share nothing (caches, memory
+  bandwidth and a hypervisor's neighbours still shared), so "2 x 1T / 1T" is the ceiling that
+  2T/1T can be held to on this machine.
 - tiktoken 2T: ``encode_ordinary_batch(docs, num_threads=2)`` (a list of lists).
 - tokenizers: HF ``Tokenizer.encode_batch_fast`` built from the rank file by peers.py, on its
   own rayon pool (every core; TOKENIZERS_PARALLELISM and RAYON_NUM_THREADS are unset).
 - MB/s: MB = 10**6 UTF-8 bytes; by default the first pass in the process (caches cold; a
-  stream of new text), with --warm the best of --repeat further passes.
+  stream of new text), with --warm the best of --repeat further passes; each configuration
+  runs in --runs fresh processes (3) and the median is shown (a pass takes a tenth of a
+  second, and one run alone swings by half on a shared machine).
 - ragged MB: ``ids.nbytes + offsets.nbytes`` of ferrotok's result; ideal MB: 4 bytes a token
   plus 8 a text. mem MB: peak RSS during the passes minus RSS before the library was
   imported (corpus already loaded), ferrotok 2T and tiktoken 2T; the result's size included.
@@ -59,12 +65,15 @@ from bench_bpe import (  # noqa: E402
 RESULT = "@@bench_batch "
 DEFAULT_ENCODINGS = ("gpt2", "cl100k_base", "o200k_base")
 DEFAULT_CORPORA = ("en", "code", "multi")
-# (column label, library, threads); threads None: the library's own default.
+# (column label, library, threads, processes); threads None: the library's own default.
+# "2 x 1T" is two single-thread ferrotok processes at once, each encoding the whole corpus:
+# their summed MB/s is what this machine gives two independent encoders, the ceiling for 2T.
 CONFIGS = (
-    ("ferrotok 1T", "ferrotok", 1),
-    ("ferrotok 2T", "ferrotok", 2),
-    ("tiktoken 2T", "tiktoken", 2),
-    ("tokenizers", "tokenizers", None),
+    ("ferrotok 1T", "ferrotok", 1, 1),
+    ("ferrotok 2T", "ferrotok", 2, 1),
+    ("2 x 1T", "ferrotok", 1, 2),
+    ("tiktoken 2T", "tiktoken", 2, 1),
+    ("tokenizers", "tokenizers", None, 1),
 )
 PAD_TEXTS, PAD_LENGTH = 64, 2048
 
@@ -216,20 +225,35 @@ def worker_padded(spec: dict[str, Any]) -> None:
 # -- parent side ------------------------------------------------------------------------------
 
 
-def run_worker(spec: dict[str, Any], timeout: float) -> tuple[dict[str, Any], str | None]:
+def run_workers(spec: dict[str, Any], timeout: float, copies: int = 1) -> list[tuple[dict[str, Any], str | None]]:
+    """Runs `copies` worker processes of `spec` at the same time; each one's result and problem."""
     env = {**os.environ, "RUST_BACKTRACE": "0"}
     for var in ("TOKENIZERS_PARALLELISM", "RAYON_NUM_THREADS", "FERROTOK_NUM_THREADS"):
         env.pop(var, None)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {}, f"timeout after {timeout:.0f} s"
-    lines = [json.loads(ln[len(RESULT) :]) for ln in proc.stdout.splitlines() if ln.startswith(RESULT)]
-    problem = None
-    if proc.returncode != 0:
-        problem = f"exit {proc.returncode}: {(proc.stderr.strip().splitlines() or ['no output'])[-1][:120]}"
-    return (lines[-1] if lines else {}), problem
+    procs = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for _ in range(copies)
+    ]
+    results = []
+    for proc in procs:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            results.append(({}, f"timeout after {timeout:.0f} s"))
+            continue
+        lines = [json.loads(ln[len(RESULT) :]) for ln in stdout.splitlines() if ln.startswith(RESULT)]
+        problem = None
+        if proc.returncode != 0:
+            problem = f"exit {proc.returncode}: {(stderr.strip().splitlines() or ['no output'])[-1][:120]}"
+        results.append(((lines[-1] if lines else {}), problem))
+    return results
+
+
+def run_worker(spec: dict[str, Any], timeout: float) -> tuple[dict[str, Any], str | None]:
+    return run_workers(spec, timeout)[0]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -240,6 +264,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--vocab-dir", type=Path, default=SHARED / "vocab", help="the peers' .tiktoken(.gz) rank files"
     )
     p.add_argument("--repeat", type=int, default=2, help="warm passes after the first (default 2)")
+    p.add_argument(
+        "--runs", type=int, default=3, help="fresh processes per configuration; the median is shown (default 3)"
+    )
     p.add_argument("--warm", action="store_true", help="report the best warm pass instead of the first")
     p.add_argument("--markdown", action="store_true", help="print the table as markdown")
     p.add_argument("--timeout", type=float, default=600, help="seconds per worker process (default 600)")
@@ -249,6 +276,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         return args
     if args.repeat < 0:
         p.error("--repeat must be >= 0")
+    if args.runs < 1:
+        p.error("--runs must be >= 1")
     args.corpus_paths = []
     for name in args.corpora:
         path = SHARED / "corpus" / f"{name}.jsonl.gz"
@@ -300,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     for encoding in args.encodings:
         for corpus, path in args.corpus_paths:
-            for label, lib, threads in CONFIGS:
+            for label, lib, threads, copies in CONFIGS:
                 if (lib, encoding) in unavailable:
                     continue
                 spec = {
@@ -312,20 +341,37 @@ def main(argv: list[str] | None = None) -> int:
                     "vocab_dir": str(args.vocab_dir),
                     "repeat": args.repeat,
                 }
-                res, problem = run_worker(spec, args.timeout)
-                if "unavailable" in res:
-                    notes.append(f"{lib} {encoding}: {res['unavailable'][:160]}")
-                    unavailable.add((lib, encoding))
+                runs = []
+                for _ in range(args.runs):
+                    got = run_workers(spec, args.timeout, copies)
+                    res = next((r for r, _ in got if "unavailable" in r), None)
+                    if res is not None:
+                        notes.append(f"{lib} {encoding}: {res['unavailable'][:160]}")
+                        unavailable.add((lib, encoding))
+                        break
+                    problems = [p or "no result" for r, p in got if p or "cold_s" not in r]
+                    if problems:
+                        notes.append(f"{label} {encoding} {corpus}: worker failed ({problems[0]})")
+                        break
+                    res = dict(got[0][0])
+                    # MB/s of the copies together, as if one worker had encoded all their bytes
+                    for k in ("cold_s", "warm_s"):
+                        res[k] = res["bytes"] / sum(r["bytes"] / max(r[k], 1e-9) for r, _ in got)
+                    res["copies"] = [r["digest"] for r, _ in got]
+                    runs.append(res)
+                if len(runs) < args.runs:
                     continue
-                if problem or "cold_s" not in res:
-                    notes.append(f"{label} {encoding} {corpus}: worker failed ({problem})")
-                    continue
+                key = "warm_s" if args.warm else "cold_s"
+                res = sorted(runs, key=lambda r: r[key])[len(runs) // 2]
+                if any(d != res["digest"] for r in runs for d in r["copies"]):
+                    res["digest"] = "unstable"
                 versions[lib] = res["version"]
-                peak_mb = max(peak_mb, res["peak_mb"])
+                peak_mb = max([peak_mb] + [r["peak_mb"] for r in runs])
                 results[(encoding, corpus, label)] = res
-                secs = res["warm_s" if args.warm else "cold_s"]
                 print(
-                    f"  {encoding:12} {corpus:6} {label:12} {res['bytes'] / 1e6 / secs:7.1f} MB/s",
+                    f"  {encoding:12} {corpus:6} {label:12} "
+                    + " ".join(f"{r['bytes'] / 1e6 / r[key]:7.1f}" for r in runs)
+                    + " MB/s",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -346,9 +392,10 @@ def main(argv: list[str] | None = None) -> int:
     md = args.markdown
     key = "warm_s" if args.warm else "cold_s"
     headers = ["encoding", "corpus", "docs", "MB"]
-    headers += [f"{label} MB/s" for label, _, _ in CONFIGS]
+    headers += [f"{label} MB/s" for label, *_ in CONFIGS]
     headers += [
         "2T/1T",
+        "2 x 1T / 1T",
         "ragged MB",
         "ideal MB",
         "ferrotok 2T mem MB",
@@ -358,19 +405,21 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[list[str]] = []
     for encoding in args.encodings:
         for corpus, _ in args.corpus_paths:
-            got = {label: results.get((encoding, corpus, label)) for label, _, _ in CONFIGS}
+            got = {label: results.get((encoding, corpus, label)) for label, *_ in CONFIGS}
             any_res = next((r for r in got.values() if r), None)
             if any_res is None:
                 continue
             row = [encoding, corpus, str(any_res["docs"]), f"{any_res['bytes'] / 1e6:.2f}"]
             speed: dict[str, float] = {}
-            for label, _, _ in CONFIGS:
+            for label, *_ in CONFIGS:
                 r = got[label]
                 if r:
                     speed[label] = r["bytes"] / 1e6 / max(r[key], 1e-9)
                 row.append(f"{speed[label]:.1f}" if label in speed else "-")
             one, two = speed.get("ferrotok 1T"), speed.get("ferrotok 2T")
+            procs = speed.get("2 x 1T")
             row.append(f"{two / one:.2f}x" if one and two else "-")
+            row.append(f"{procs / one:.2f}x" if one and procs else "-")
             fr = got["ferrotok 2T"] or got["ferrotok 1T"]
             if fr and "ragged_bytes" in fr:
                 row.append(f"{fr['ragged_bytes'] / 1e6:.2f}")
@@ -400,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     out.append("Versions: " + ", ".join(f"{lib} {v}" for lib, v in versions.items()))
     out.append(
         (f"Best of {args.repeat} warm passes" if args.warm else "First pass in a fresh process")
-        + "; all documents of a corpus in one batch call.\n"
+        + f"; all documents of a corpus in one batch call; the median of {args.runs} runs.\n"
     )
     out.append(fmt_table(headers, rows, md))
     out.append("")
