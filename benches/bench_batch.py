@@ -225,7 +225,9 @@ def worker_padded(spec: dict[str, Any]) -> None:
 # -- parent side ------------------------------------------------------------------------------
 
 
-def run_workers(spec: dict[str, Any], timeout: float, copies: int = 1) -> list[tuple[dict[str, Any], str | None]]:
+def run_workers(
+    spec: dict[str, Any], timeout: float, copies: int = 1
+) -> list[tuple[dict[str, Any], str | None]]:
     """Runs `copies` worker processes of `spec` at the same time; each one's result and problem."""
     env = {**os.environ, "RUST_BACKTRACE": "0"}
     for var in ("TOKENIZERS_PARALLELISM", "RAYON_NUM_THREADS", "FERROTOK_NUM_THREADS"):
@@ -265,7 +267,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--repeat", type=int, default=2, help="warm passes after the first (default 2)")
     p.add_argument(
-        "--runs", type=int, default=3, help="fresh processes per configuration; the median is shown (default 3)"
+        "--runs",
+        type=int,
+        default=3,
+        help="fresh processes per configuration; the median is shown (default 3)",
     )
     p.add_argument("--warm", action="store_true", help="report the best warm pass instead of the first")
     p.add_argument("--markdown", action="store_true", help="print the table as markdown")
