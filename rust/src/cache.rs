@@ -54,10 +54,15 @@ impl<V: Copy> WordCache<V> {
     /// tokenizing it.
     #[inline]
     pub fn get(&self, key: &[u8]) -> Option<&[V]> {
+        self.get_hashed(key, hash_bytes(key))
+    }
+
+    /// [`WordCache::get`] with the key's [`hash_bytes`] known already.
+    #[inline]
+    pub fn get_hashed(&self, key: &[u8], h: u64) -> Option<&[V]> {
         if key.len() > MAX_CACHED_WORD {
             return None;
         }
-        let h = hash_bytes(key);
         let e = self.table.find(h, |e| {
             e.hash == h && &self.keys[e.key as usize..(e.key + e.key_len) as usize] == key
         })?;
@@ -86,6 +91,11 @@ impl<V: Copy> WordCache<V> {
     /// Remembers the values of `key` (which must not be cached yet); a key longer than
     /// [`MAX_CACHED_WORD`] is not kept.
     pub fn put(&mut self, key: &[u8], vals: &[V]) {
+        self.put_hashed(key, hash_bytes(key), vals)
+    }
+
+    /// [`WordCache::put`] with the key's [`hash_bytes`] known already.
+    pub fn put_hashed(&mut self, key: &[u8], h: u64, vals: &[V]) {
         if key.len() > MAX_CACHED_WORD {
             return;
         }
@@ -94,8 +104,9 @@ impl<V: Copy> WordCache<V> {
             self.keys.clear();
             self.vals.clear();
         }
+        debug_assert_eq!(h, hash_bytes(key));
         let e = Entry {
-            hash: hash_bytes(key),
+            hash: h,
             key: self.keys.len() as u32,
             key_len: key.len() as u32,
             vals: self.vals.len() as u32,

@@ -384,6 +384,15 @@ pub struct Probe {
     home: u32,
 }
 
+impl Probe {
+    /// [`hash_bytes`] of the probed token, whose length is `len`, from the key already made:
+    /// a piece that is no token goes on to the piece cache without being read again.
+    #[inline(always)]
+    pub fn hash(&self, len: usize) -> u64 {
+        fold(self.key, len)
+    }
+}
+
 /// One slot of [`TokenMap`]: `len == 0` marks an empty slot.
 #[derive(Clone, Copy, Default)]
 struct Slot {
@@ -453,7 +462,12 @@ pub(crate) fn hash_bytes(b: &[u8]) -> u64 {
     if b.is_empty() {
         return 0;
     }
-    let h = (key_of(b) ^ ((b.len() as u64) << 56)).wrapping_mul(MUL);
+    fold(key_of(b), b.len())
+}
+
+#[inline(always)]
+fn fold(key: u64, len: usize) -> u64 {
+    let h = (key ^ ((len as u64) << 56)).wrapping_mul(MUL);
     h ^ (h >> 32)
 }
 
@@ -586,6 +600,15 @@ mod tests {
         pairs.push((b"ab".to_vec(), 256));
         pairs.push((vec![b'x'; 300], 258));
         Vocab::from_pairs(pairs, "tiny").unwrap()
+    }
+
+    #[test]
+    fn a_probe_hashes_as_hash_bytes() {
+        let v = tiny();
+        for len in 1..40 {
+            let tok: Vec<u8> = (0..len).map(|i| (i * 37 + len) as u8).collect();
+            assert_eq!(v.probe(&tok).hash(len), hash_bytes(&tok), "{len} bytes");
+        }
     }
 
     #[test]

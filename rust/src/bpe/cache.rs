@@ -23,10 +23,11 @@ pub struct PieceCache {
 }
 
 impl PieceCache {
-    /// Appends the cached ids of `piece` to `out`; false on a miss.
+    /// Appends the cached ids of `piece`, whose [`crate::vocab::hash_bytes`] is `hash`, to
+    /// `out`; false on a miss.
     #[inline]
-    pub fn get(&self, piece: &[u8], out: &mut Vec<Rank>) -> bool {
-        match self.words.get(piece) {
+    pub fn get(&self, piece: &[u8], hash: u64, out: &mut Vec<Rank>) -> bool {
+        match self.words.get_hashed(piece, hash) {
             Some(ids) => {
                 out.extend_from_slice(ids);
                 true
@@ -35,9 +36,9 @@ impl PieceCache {
         }
     }
 
-    /// Remembers the ids of `piece` (which must not be cached yet).
-    pub fn put(&mut self, piece: &[u8], ids: &[Rank]) {
-        self.words.put(piece, ids)
+    /// Remembers the ids of `piece` (which must not be cached yet; `hash` as for `get`).
+    pub fn put(&mut self, piece: &[u8], hash: u64, ids: &[Rank]) {
+        self.words.put_hashed(piece, hash, ids)
     }
 }
 

@@ -225,10 +225,13 @@ impl Bpe {
                     // A whole-token piece is one vocabulary probe: only merges are worth caching.
                     if let Some(id) = self.vocab.rank_probed(piece, probe) {
                         out.push(id);
-                    } else if !cache.get(piece, out) {
+                        continue;
+                    }
+                    let hash = probe.hash(piece.len());
+                    if !cache.get(piece, hash, out) {
                         let start = out.len();
                         self.merge_piece(piece, &mut parts, cache, out);
-                        cache.put(piece, &out[start..]);
+                        cache.put(piece, hash, &out[start..]);
                     }
                 }
             };

@@ -17,7 +17,7 @@ use crate::cache::{Whole, WholeWords};
 use crate::charbpe::{keep_alive, scan_merges};
 use crate::metaspace::words_at_spaces;
 use crate::trie::Trie;
-use crate::vocab::Vocab;
+use crate::vocab::{hash_bytes, Vocab};
 
 const NONE: u32 = u32::MAX;
 
@@ -133,18 +133,19 @@ impl Bpe {
                 let alone = out[at..] == [id];
                 self.whole.learn(id, alone);
                 if !alone {
-                    cache.put(word, &out[at..]);
+                    cache.put(word, hash_bytes(word), &out[at..]);
                 }
                 return;
             }
             Whole::No => {}
         }
-        if cache.get(word, out) {
+        let hash = hash_bytes(word);
+        if cache.get(word, hash, out) {
             return;
         }
         let at = out.len();
         self.merge_word(sp, word, cache, syms, out);
-        cache.put(word, &out[at..]);
+        cache.put(word, hash, &out[at..]);
     }
 
     /// Merges one word and appends its ids.
