@@ -1,9 +1,14 @@
 //! Per-thread, bounded caches from a word (or pre-tokenized piece) to what a model made of it,
 //! so a word is tokenized once per thread rather than at every occurrence.
 //!
-//! Keys and values live in two flat arenas and the table holds only offsets, so an insert is
-//! two appends and no allocation of its own. Memory is bounded: when the key arena passes
-//! [`MAX_KEY_BYTES`] the cache is cleared and refills with what the text uses now.
+//! Keys and values live in two flat arenas and the table holds offsets, so an insert is two
+//! appends and no allocation of its own. A slot also holds the key's first 16 bytes: most
+//! words are that short, and then a lookup reads the slot and the values and nothing else.
+//! Warm passes are bound by those memory reads (the table of a corpus's words is larger than
+//! L2), so callers that look up many words prefetch them a group ahead
+//! ([`WordCache::prefetch_slot`], [`WordCache::prefetch_values`]).
+//! Memory is bounded: when the key arena passes [`MAX_KEY_BYTES`] or the table holds
+//! [`MAX_ENTRIES`] words, the cache is cleared and refills with what the text uses now.
 //! Thread-local rather than shared: no lock, no contention, nothing to repair after fork.
 //! Only for models whose output depends on the word alone.
 
@@ -11,29 +16,45 @@ use std::cell::RefCell;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
-use hashbrown::HashTable;
+use crate::vocab::{hash_bytes, pack_short, prefetch, Probe, Vocab};
 
-use crate::vocab::{hash_bytes, Probe, Vocab};
-
-/// Key arena size at which a cache starts over (about 3x this in memory, per thread and
-/// model).
+/// Key arena size at which a cache starts over.
 const MAX_KEY_BYTES: usize = 4 << 20;
+/// Words at which a cache starts over: the table then has 2^19 slots of 32 bytes.
+const MAX_ENTRIES: usize = 1 << 18;
 /// Caches kept per thread (one per model in use).
 const PER_THREAD: usize = 4;
 /// Words (or parts) up to this many bytes are cached; longer ones seldom repeat.
 pub const MAX_CACHED_WORD: usize = 128;
 
-#[derive(Clone, Copy)]
-struct Entry {
-    hash: u64,
+/// One slot of the open-addressing table; `len == 0` marks an empty one (keys are not empty).
+#[derive(Clone, Copy, Default)]
+struct Slot {
+    /// The key's first 16 bytes, little-endian, zero-padded.
+    head: [u64; 2],
+    len: u32,
+    /// Offset of the key in the key arena (read only for keys over 16 bytes, and to rehash).
     key: u32,
-    key_len: u32,
     vals: u32,
     vals_len: u32,
 }
 
+/// The first 16 bytes of a non-empty key, as [`Slot::head`] holds them.
+#[inline(always)]
+fn head_of(key: &[u8]) -> [u64; 2] {
+    let n = key.len();
+    if n <= 8 {
+        [pack_short(key), 0]
+    } else {
+        let first = u64::from_le_bytes(key[..8].try_into().unwrap());
+        [first, pack_short(&key[8..n.min(16)])]
+    }
+}
+
 pub struct WordCache<V> {
-    table: HashTable<Entry>,
+    /// Power-of-two length, at most half full, linear probing; empty until the first insert.
+    slots: Vec<Slot>,
+    len: usize,
     keys: Vec<u8>,
     vals: Vec<V>,
 }
@@ -41,7 +62,8 @@ pub struct WordCache<V> {
 impl<V> Default for WordCache<V> {
     fn default() -> Self {
         WordCache {
-            table: HashTable::new(),
+            slots: Vec::new(),
+            len: 0,
             keys: Vec::new(),
             vals: Vec::new(),
         }
@@ -49,24 +71,61 @@ impl<V> Default for WordCache<V> {
 }
 
 impl<V: Copy> WordCache<V> {
-    /// The cached values of `key`. Keys longer than [`MAX_CACHED_WORD`] are never cached:
-    /// they seldom repeat, and hashing and copying a megabyte-long one would cost more than
-    /// tokenizing it.
-    #[inline]
-    pub fn get(&self, key: &[u8]) -> Option<&[V]> {
-        self.get_hashed(key, hash_bytes(key))
-    }
-
-    /// [`WordCache::get`] with the key's [`hash_bytes`] known already.
+    /// The cached values of `key`, whose [`hash_bytes`] is `h`. Keys longer than
+    /// [`MAX_CACHED_WORD`] are never cached: they seldom repeat, and hashing and copying a
+    /// megabyte-long one would cost more than tokenizing it.
     #[inline]
     pub fn get_hashed(&self, key: &[u8], h: u64) -> Option<&[V]> {
-        if key.len() > MAX_CACHED_WORD {
+        let s = self.find(key, h)?;
+        Some(&self.vals[s.vals as usize..(s.vals + s.vals_len) as usize])
+    }
+
+    #[inline(always)]
+    fn find(&self, key: &[u8], h: u64) -> Option<&Slot> {
+        if key.is_empty() || key.len() > MAX_CACHED_WORD || self.slots.is_empty() {
             return None;
         }
-        let e = self.table.find(h, |e| {
-            e.hash == h && &self.keys[e.key as usize..(e.key + e.key_len) as usize] == key
-        })?;
-        Some(&self.vals[e.vals as usize..(e.vals + e.vals_len) as usize])
+        debug_assert_eq!(h, hash_bytes(key));
+        let head = head_of(key);
+        let mask = self.slots.len() - 1;
+        let mut i = h as usize & mask;
+        loop {
+            let s = &self.slots[i];
+            if s.len == 0 {
+                return None;
+            }
+            if s.head == head
+                && s.len as usize == key.len()
+                && (key.len() <= 16
+                    || self.keys[s.key as usize + 16..s.key as usize + key.len()] == key[16..])
+            {
+                return Some(s);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Starts loading the slot where a lookup of a key whose [`hash_bytes`] is `h` begins.
+    #[inline(always)]
+    pub fn prefetch_slot(&self, h: u64) {
+        if let Some(s) = self
+            .slots
+            .get(h as usize & self.slots.len().wrapping_sub(1))
+        {
+            prefetch(s);
+        }
+    }
+
+    /// Starts loading the cached values of `key`, if it is cached (its slot should be loaded
+    /// already, by [`WordCache::prefetch_slot`]).
+    #[inline(always)]
+    pub fn prefetch_values(&self, key: &[u8], h: u64) {
+        if let Some(v) = self
+            .find(key, h)
+            .and_then(|s| self.vals.get(s.vals as usize))
+        {
+            prefetch(v);
+        }
     }
 
     /// Appends the values of `key` to `out`: the cached ones, or those `make` appends, which
@@ -78,43 +137,63 @@ impl<V: Copy> WordCache<V> {
         out: &mut Vec<V>,
         make: impl FnOnce(&mut Vec<V>) -> Result<(), E>,
     ) -> Result<(), E> {
-        if let Some(vals) = self.get(key) {
+        let h = hash_bytes(key);
+        if let Some(vals) = self.get_hashed(key, h) {
             out.extend_from_slice(vals);
             return Ok(());
         }
         let mark = out.len();
         make(out)?;
-        self.put(key, &out[mark..]);
+        self.put_hashed(key, h, &out[mark..]);
         Ok(())
     }
 
-    /// Remembers the values of `key` (which must not be cached yet); a key longer than
-    /// [`MAX_CACHED_WORD`] is not kept.
-    pub fn put(&mut self, key: &[u8], vals: &[V]) {
-        self.put_hashed(key, hash_bytes(key), vals)
-    }
-
-    /// [`WordCache::put`] with the key's [`hash_bytes`] known already.
+    /// Remembers the values of `key` (which must not be cached yet; `h` as for
+    /// [`WordCache::get_hashed`]); a key longer than [`MAX_CACHED_WORD`] is not kept.
     pub fn put_hashed(&mut self, key: &[u8], h: u64, vals: &[V]) {
-        if key.len() > MAX_CACHED_WORD {
+        if key.is_empty() || key.len() > MAX_CACHED_WORD {
             return;
         }
-        if self.keys.len() + key.len() > MAX_KEY_BYTES {
-            self.table.clear();
+        debug_assert_eq!(h, hash_bytes(key));
+        if self.keys.len() + key.len() > MAX_KEY_BYTES || self.len == MAX_ENTRIES {
+            self.slots.iter_mut().for_each(|s| *s = Slot::default());
+            self.len = 0;
             self.keys.clear();
             self.vals.clear();
         }
-        debug_assert_eq!(h, hash_bytes(key));
-        let e = Entry {
-            hash: h,
+        if 2 * (self.len + 1) > self.slots.len() {
+            self.grow();
+        }
+        let slot = Slot {
+            head: head_of(key),
+            len: key.len() as u32,
             key: self.keys.len() as u32,
-            key_len: key.len() as u32,
             vals: self.vals.len() as u32,
             vals_len: vals.len() as u32,
         };
         self.keys.extend_from_slice(key);
         self.vals.extend_from_slice(vals);
-        self.table.insert_unique(e.hash, e, |e| e.hash);
+        self.place(slot, h);
+        self.len += 1;
+    }
+
+    fn place(&mut self, slot: Slot, h: u64) {
+        let mask = self.slots.len() - 1;
+        let mut i = h as usize & mask;
+        while self.slots[i].len != 0 {
+            i = (i + 1) & mask;
+        }
+        self.slots[i] = slot;
+    }
+
+    /// Doubles the table (1024 slots at first) and places every word again.
+    fn grow(&mut self) {
+        let size = (2 * self.slots.len()).max(1024);
+        let old = std::mem::replace(&mut self.slots, vec![Slot::default(); size]);
+        for s in old.into_iter().filter(|s| s.len != 0) {
+            let h = hash_bytes(&self.keys[s.key as usize..(s.key + s.len) as usize]);
+            self.place(s, h);
+        }
     }
 }
 
@@ -247,5 +326,69 @@ impl WholeWords {
     pub fn learn(&self, id: u32, whole: bool) {
         let state = if whole { WHOLE } else { SPLIT };
         self.state[id as usize].store(state, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        /// Against a HashMap: keys are a run of one byte then a short tail, so that many
+        /// share their first 8 or 16 bytes (what a slot holds) and differ after, around the
+        /// inline and cacheable lengths.
+        #[test]
+        fn word_cache_is_a_map(
+            keys in prop::collection::vec(
+                (
+                    prop::sample::select(vec![0usize, 6, 7, 8, 9, 14, 15, 16, 17, 30, 125, 128]),
+                    prop::collection::vec(prop::sample::select(vec![b'a', b'b', 0xe2, 0]), 0..4),
+                ).prop_map(|(run, tail)| [vec![b'x'; run], tail].concat()),
+                1..400,
+            )
+        ) {
+            let mut cache = WordCache::<u32>::default();
+            let mut model: HashMap<Vec<u8>, Vec<u32>> = HashMap::new();
+            for (i, k) in keys.iter().enumerate() {
+                let vals: Vec<u32> = (0..k.len() as u32 % 5).map(|v| v + i as u32).collect();
+                let cacheable = !k.is_empty() && k.len() <= MAX_CACHED_WORD;
+                let h = hash_bytes(k);
+                match cache.get_hashed(k, h) {
+                    Some(got) => prop_assert_eq!(Some(&got.to_vec()), model.get(k)),
+                    None => {
+                        prop_assert!(!model.contains_key(k));
+                        cache.put_hashed(k, h, &vals);
+                        if cacheable {
+                            model.insert(k.clone(), vals);
+                        }
+                    }
+                }
+            }
+            for (k, v) in &model {
+                prop_assert_eq!(cache.get_hashed(k, hash_bytes(k)), Some(&v[..]));
+            }
+        }
+    }
+
+    #[test]
+    fn a_full_cache_starts_over() {
+        let mut cache = WordCache::<u32>::default();
+        let key = |i: u32| i.to_le_bytes();
+        let get = |c: &WordCache<u32>, i: u32| {
+            c.get_hashed(&key(i), hash_bytes(&key(i)))
+                .map(<[u32]>::to_vec)
+        };
+        for i in 0..=MAX_ENTRIES as u32 {
+            cache.put_hashed(&key(i), hash_bytes(&key(i)), &[i]);
+        }
+        // the last put found the table full: it cleared it and holds only itself
+        let last = MAX_ENTRIES as u32;
+        assert_eq!(get(&cache, last), Some(vec![last]));
+        assert_eq!(get(&cache, 0), None);
+        assert_eq!(cache.len, 1);
+        assert!(cache.slots.len() <= 2 * MAX_ENTRIES);
     }
 }

@@ -36,6 +36,12 @@ impl PieceCache {
         }
     }
 
+    /// Starts loading the cache slot where `get` of a piece with this hash begins.
+    #[inline(always)]
+    pub fn prefetch_slot(&self, hash: u64) {
+        self.words.prefetch_slot(hash)
+    }
+
     /// Remembers the ids of `piece` (which must not be cached yet; `hash` as for `get`).
     pub fn put(&mut self, piece: &[u8], hash: u64, ids: &[Rank]) {
         self.words.put_hashed(piece, hash, ids)

@@ -220,10 +220,18 @@ impl Bpe {
         let mut group: Vec<(&str, Probe)> = Vec::with_capacity(PREFETCH_GROUP);
         cache::with_cache(self.id, |cache| {
             let mut flush = |group: &mut Vec<(&str, Probe)>| {
-                for (piece, probe) in group.drain(..) {
+                // A whole-token piece is one vocabulary probe: only merges are worth caching.
+                // The other pieces' cache slots are prefetched before any is read.
+                let mut ids = [None; PREFETCH_GROUP];
+                for (id, (piece, probe)) in ids.iter_mut().zip(group.iter()) {
+                    *id = self.vocab.rank_probed(piece.as_bytes(), *probe);
+                    if id.is_none() {
+                        cache.prefetch_slot(probe.hash(piece.len()));
+                    }
+                }
+                for (id, (piece, probe)) in ids.into_iter().zip(group.drain(..)) {
                     let piece = piece.as_bytes();
-                    // A whole-token piece is one vocabulary probe: only merges are worth caching.
-                    if let Some(id) = self.vocab.rank_probed(piece, probe) {
+                    if let Some(id) = id {
                         out.push(id);
                         continue;
                     }

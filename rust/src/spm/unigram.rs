@@ -19,8 +19,12 @@ use super::proto::PieceType;
 use super::{Joins, SentencePiece, SPACE};
 use crate::cache::{PerThread, WordCache, MAX_CACHED_WORD};
 use crate::trie::Trie;
+use crate::vocab::hash_bytes;
 
 const UNSET: u32 = u32::MAX;
+
+/// Words looked up in the word cache together (see `encode`).
+const LOOKUP_GROUP: usize = 16;
 
 /// The best path ending at one byte position: its score, where its last piece starts, and
 /// that piece's id.
@@ -194,27 +198,43 @@ impl Unigram {
                 .filter(|&p| p > 0)
                 .chain([text.len()])
                 .map(|end| std::mem::replace(&mut start, end)..end);
-            for word in words.flat_map(|w| self.joins.parts(text, w)) {
-                let word = &text[word];
-                if !(-RECENTER..=RECENTER).contains(&score) {
-                    // the re-centering `viterbi` would do at this position
-                    score = 0.0;
+            let mut words = words.flat_map(|w| self.joins.parts(text, w)).peekable();
+            // Looked up a group at a time, the group's slots and then values prefetched first:
+            // a warm pass waits on these reads (see `crate::cache`).
+            let mut group = [(0usize, 0usize, 0u64); LOOKUP_GROUP];
+            while words.peek().is_some() {
+                let mut n = 0;
+                for (slot, w) in group.iter_mut().zip(words.by_ref()) {
+                    let h = hash_bytes(&text[w.clone()]);
+                    cache.prefetch_slot(h);
+                    *slot = (w.start, w.end, h);
+                    n += 1;
                 }
-                if word.len() <= MAX_CACHED_WORD {
-                    let next = match cache.get(word) {
-                        Some(e) => self.replay(sp, word, e, score, out),
-                        None => {
-                            self.solve_local(sp, word, &mut nodes, &mut entry);
-                            cache.put(word, &entry);
-                            self.replay(sp, word, &entry, score, out)
-                        }
-                    };
-                    if let Some(next) = next {
-                        score = next;
-                        continue;
+                for &(start, end, h) in &group[..n] {
+                    cache.prefetch_values(&text[start..end], h);
+                }
+                for &(start, end, h) in &group[..n] {
+                    let word = &text[start..end];
+                    if !(-RECENTER..=RECENTER).contains(&score) {
+                        // the re-centering `viterbi` would do at this position
+                        score = 0.0;
                     }
+                    if word.len() <= MAX_CACHED_WORD {
+                        let next = match cache.get_hashed(word, h) {
+                            Some(e) => self.replay(sp, word, e, score, out),
+                            None => {
+                                self.solve_local(sp, word, &mut nodes, &mut entry);
+                                cache.put_hashed(word, h, &entry);
+                                self.replay(sp, word, &entry, score, out)
+                            }
+                        };
+                        if let Some(next) = next {
+                            score = next;
+                            continue;
+                        }
+                    }
+                    score = self.viterbi(sp, word, score, out);
                 }
-                score = self.viterbi(sp, word, score, out);
             }
         });
     }
