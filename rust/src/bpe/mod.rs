@@ -30,6 +30,15 @@
 //! The last step gained more on the second pass (142 -> 166 on en, o200k 111 -> 124) than
 //! on the first.
 //!
+//! Then, o200k_base, first / second pass, median of 8 interleaved runs (this machine's
+//! figures drifted down by a third since the table above):
+//!
+//! | step | en | multi |
+//! |---|---|---|
+//! | before | 71.6 / 102.1 | 28.4 / 74.9 (mean of 5) |
+//! | a non-token piece reaches the piece cache with its probe's hash (`Probe::hash`) | 75.1 / 106.8 | 29.7 / 81.2 (mean of 5) |
+//! | own cache table (16 key bytes in the slot), slots of a group's non-token pieces prefetched | 53.7 / 84.6 -> 57.1 / 93.0 | 24.7 / 68.1 -> 26.2 / 75.5 |
+//!
 //! Tried and dropped (no gain beyond this machine's ±10% noise): transparent huge pages for
 //! the index (the VM gives none), an L2-sized second index of the 16k lowest-ranked short
 //! tokens probed before the full one, prefetch groups of 16 or 64 instead of 32.
