@@ -205,7 +205,12 @@ impl Unigram {
             while words.peek().is_some() {
                 let mut n = 0;
                 for (slot, w) in group.iter_mut().zip(words.by_ref()) {
-                    let h = hash_bytes(&text[w.clone()]);
+                    // (longer words are not cached: not worth hashing)
+                    let h = if w.len() <= MAX_CACHED_WORD {
+                        hash_bytes(&text[w.clone()])
+                    } else {
+                        0
+                    };
                     cache.prefetch_slot(h);
                     *slot = (w.start, w.end, h);
                     n += 1;
