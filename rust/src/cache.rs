@@ -16,7 +16,7 @@ use std::cell::RefCell;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
-use crate::vocab::{hash_bytes, pack_short, prefetch, Probe, Vocab};
+use crate::vocab::{hash_bytes, pack_short, prefetch, Vocab};
 
 /// Key arena size at which a cache starts over.
 const MAX_KEY_BYTES: usize = 4 << 20;
@@ -259,9 +259,38 @@ const SPLIT: u8 = 2;
 /// Words are looked up in groups of this many, their slots prefetched as they are cut.
 const GROUP: usize = 16;
 
+/// Items drawn a group at a time, so that the lookups begun as each is drawn (prefetches)
+/// overlap their cache misses before any is read.
+pub struct Groups<I: Iterator, T> {
+    items: std::iter::Peekable<I>,
+    group: [T; GROUP],
+}
+
+impl<I: Iterator, T: Copy + Default> Groups<I, T> {
+    pub fn new(items: I) -> Self {
+        Groups {
+            items: items.peekable(),
+            group: [T::default(); GROUP],
+        }
+    }
+
+    /// The next group: up to [`GROUP`] items, each as `start` made it when drawn.
+    #[inline]
+    pub fn next(&mut self, mut start: impl FnMut(I::Item) -> T) -> Option<&[T]> {
+        self.items.peek()?;
+        let mut n = 0;
+        for (slot, item) in self.group.iter_mut().zip(self.items.by_ref()) {
+            *slot = start(item);
+            n += 1;
+        }
+        Some(&self.group[..n])
+    }
+}
+
 /// The words that are one token of the vocabulary and that a merging model (SentencePiece's
-/// BPE) gives back as that token alone: most occurrences of words in text. They skip the merge and the word cache: one probe of the inline-key token
-/// table, as byte-level BPE's whole-piece hits.
+/// BPE) gives back as that token alone: most occurrences of words in text. They skip the
+/// merge and the word cache: one probe of the inline-key token table, as byte-level BPE's
+/// whole-piece hits.
 ///
 /// Merges are not assumed to reach every token: a word that is a token is encoded once, and
 /// the answer, one of three states per token, is kept. The states are shared by all threads
@@ -296,16 +325,12 @@ impl WholeWords {
         mut f: impl FnMut(Range<usize>, Whole),
     ) {
         let max = self.tokens.max_token_len();
-        let mut group: [(usize, usize, Option<Probe>); GROUP] = [(0, 0, None); GROUP];
-        let mut words = words.peekable();
-        while words.peek().is_some() {
-            let mut n = 0;
-            for (slot, w) in group.iter_mut().zip(words.by_ref()) {
-                let probe = (w.len() <= max).then(|| self.tokens.probe(&text[w.clone()]));
-                *slot = (w.start, w.end, probe);
-                n += 1;
-            }
-            for &(start, end, probe) in &group[..n] {
+        let mut groups = Groups::new(words);
+        while let Some(group) = groups.next(|w| {
+            let probe = (w.len() <= max).then(|| self.tokens.probe(&text[w.clone()]));
+            (w.start, w.end, probe)
+        }) {
+            for &(start, end, probe) in group {
                 let word = &text[start..end];
                 let id = probe.and_then(|p| self.tokens.rank_probed(word, p));
                 f(start..end, id.map_or(Whole::No, |id| self.state_of(id)));

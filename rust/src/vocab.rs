@@ -455,8 +455,9 @@ fn key_of(tok: &[u8]) -> u64 {
 }
 
 /// A fast 64-bit hash of a byte string for hash tables that index by the LOW bits
-/// (hashbrown, the word caches): the product's high half is folded down, since the low bits of a product depend
-/// only on the low bits of the key, i.e. on a piece's first bytes (a space, or `▁`, in most).
+/// (hashbrown, the word caches): the product's high half is folded down, since the low bits
+/// of a product depend only on the low bits of the key, i.e. on a piece's first bytes (a
+/// space, or `▁`, in most).
 #[inline(always)]
 pub(crate) fn hash_bytes(b: &[u8]) -> u64 {
     if b.is_empty() {

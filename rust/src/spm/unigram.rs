@@ -17,14 +17,11 @@ use rustc_hash::FxHashMap;
 use super::normalizer::utf8_len;
 use super::proto::PieceType;
 use super::{Joins, SentencePiece, SPACE};
-use crate::cache::{PerThread, WordCache, MAX_CACHED_WORD};
+use crate::cache::{Groups, PerThread, WordCache, MAX_CACHED_WORD};
 use crate::trie::Trie;
 use crate::vocab::hash_bytes;
 
 const UNSET: u32 = u32::MAX;
-
-/// Words looked up in the word cache together (see `encode`).
-const LOOKUP_GROUP: usize = 16;
 
 /// The best path ending at one byte position: its score, where its last piece starts, and
 /// that piece's id.
@@ -198,33 +195,29 @@ impl Unigram {
                 .filter(|&p| p > 0)
                 .chain([text.len()])
                 .map(|end| std::mem::replace(&mut start, end)..end);
-            let mut words = words.flat_map(|w| self.joins.parts(text, w)).peekable();
             // Looked up a group at a time, the group's slots and then values prefetched first:
-            // a warm pass waits on these reads (see `crate::cache`).
-            let mut group = [(0usize, 0usize, 0u64); LOOKUP_GROUP];
-            while words.peek().is_some() {
-                let mut n = 0;
-                for (slot, w) in group.iter_mut().zip(words.by_ref()) {
-                    // (longer words are not cached: not worth hashing)
-                    let h = if w.len() <= MAX_CACHED_WORD {
-                        hash_bytes(&text[w.clone()])
-                    } else {
-                        0
-                    };
+            // a warm pass waits on these reads (see `crate::cache`). Words too long to cache
+            // are not hashed.
+            let mut groups = Groups::new(words.flat_map(|w| self.joins.parts(text, w)));
+            while let Some(group) = groups.next(|w| {
+                let h = (w.len() <= MAX_CACHED_WORD).then(|| hash_bytes(&text[w.clone()]));
+                if let Some(h) = h {
                     cache.prefetch_slot(h);
-                    *slot = (w.start, w.end, h);
-                    n += 1;
                 }
-                for &(start, end, h) in &group[..n] {
-                    cache.prefetch_values(&text[start..end], h);
+                (w.start, w.end, h)
+            }) {
+                for &(start, end, h) in group {
+                    if let Some(h) = h {
+                        cache.prefetch_values(&text[start..end], h);
+                    }
                 }
-                for &(start, end, h) in &group[..n] {
+                for &(start, end, h) in group {
                     let word = &text[start..end];
                     if !(-RECENTER..=RECENTER).contains(&score) {
                         // the re-centering `viterbi` would do at this position
                         score = 0.0;
                     }
-                    if word.len() <= MAX_CACHED_WORD {
+                    if let Some(h) = h {
                         let next = match cache.get_hashed(word, h) {
                             Some(e) => self.replay(sp, word, e, score, out),
                             None => {
