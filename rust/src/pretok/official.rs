@@ -241,8 +241,11 @@ fn next_o200k(cl: &Classifier, i: usize) -> usize {
     let (c0, l0) = cl.at(i);
     // [^\r\n\p{L}\p{N}]?  then the two letter alternatives; the engine tries each
     // alternative with the prefix character taken first, then without it.
-    let prefixed = (c0 & (L | N | NL) == 0 && i + l0 < n).then_some(i + l0);
-    if c0 & (L | U | W) != 0 || prefixed.is_some() {
+    // Both need a U or W character where they start, after the prefix or at `i`: most
+    // punctuation and whitespace pieces skip them with one look at the next character.
+    let prefixed =
+        (c0 & (L | N | NL) == 0 && i + l0 < n && cl.at(i + l0).0 & (U | W) != 0).then_some(i + l0);
+    if c0 & (U | W) != 0 || prefixed.is_some() {
         for upper_first in [false, true] {
             if let Some(end) = prefixed.and_then(|s| o200k_word(cl, s, upper_first)) {
                 return end;
