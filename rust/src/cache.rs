@@ -16,6 +16,7 @@ use std::cell::RefCell;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
+use crate::huge::HugeSlice;
 use crate::vocab::{hash_bytes, pack_short, prefetch, Vocab};
 
 /// Key arena size at which a cache starts over.
@@ -53,7 +54,7 @@ fn head_of(key: &[u8]) -> [u64; 2] {
 
 pub struct WordCache<V> {
     /// Power-of-two length, at most half full, linear probing; empty until the first insert.
-    slots: Vec<Slot>,
+    slots: HugeSlice<Slot>,
     len: usize,
     keys: Vec<u8>,
     vals: Vec<V>,
@@ -62,7 +63,7 @@ pub struct WordCache<V> {
 impl<V> Default for WordCache<V> {
     fn default() -> Self {
         WordCache {
-            slots: Vec::new(),
+            slots: HugeSlice::default(),
             len: 0,
             keys: Vec::new(),
             vals: Vec::new(),
@@ -189,8 +190,8 @@ impl<V: Copy> WordCache<V> {
     /// Doubles the table (1024 slots at first) and places every word again.
     fn grow(&mut self) {
         let size = (2 * self.slots.len()).max(1024);
-        let old = std::mem::replace(&mut self.slots, vec![Slot::default(); size]);
-        for s in old.into_iter().filter(|s| s.len != 0) {
+        let old = std::mem::replace(&mut self.slots, HugeSlice::filled(size, Slot::default()));
+        for &s in old.iter().filter(|s| s.len != 0) {
             let h = hash_bytes(&self.keys[s.key as usize..(s.key + s.len) as usize]);
             self.place(s, h);
         }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod hf;
 pub mod hf_bpe;
 pub mod hf_unigram;
+pub(crate) mod huge;
 pub mod metaspace;
 pub mod pipeline;
 pub mod pretok;

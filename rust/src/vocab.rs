@@ -24,6 +24,7 @@ use std::path::Path;
 use base64::Engine as _;
 
 use crate::error::{Error, Result};
+use crate::huge::HugeSlice;
 
 /// A token id (tiktoken calls it a rank: lower ids merge first).
 pub type Rank = u32;
@@ -405,7 +406,7 @@ struct Slot {
 /// Bytes -> id, open addressing with linear probing at a load factor of at most 1/2.
 #[derive(Clone)]
 struct TokenMap {
-    slots: Vec<Slot>,
+    slots: HugeSlice<Slot>,
     shift: u32,
     len: usize,
 }
@@ -476,7 +477,7 @@ impl TokenMap {
     fn with_capacity(n: usize) -> Self {
         let cap = (2 * n).next_power_of_two().max(16);
         TokenMap {
-            slots: vec![Slot::default(); cap],
+            slots: HugeSlice::filled(cap, Slot::default()),
             shift: 64 - cap.trailing_zeros(),
             len: 0,
         }
