@@ -41,8 +41,9 @@ fn pair_rank(vocab: &Vocab, piece: &[u8], start: usize, end: usize) -> Rank {
 }
 
 /// A direct-mapped memo of `(left id, right id) -> rank of their concatenation`, kept per
-/// thread: the same pairs come up again and again while merging, and this 256 KiB table
-/// answers them from L2 instead of hashing bytes into the vocabulary's 8 MB index. Exact: a
+/// thread: the same pairs come up again and again while merging, and this 1 MiB table
+/// answers them from L2 instead of hashing bytes into the vocabulary's 8 MB index. (Sized on
+/// multilingual text, whose pairs are many: 256 KiB missed more, 4 MiB crowded out the rest.) Exact: a
 /// slot holds the full pair, and the rank of a concatenation depends on nothing else.
 /// (The long-piece search keeps a second one for another fact of a pair alone: whether it
 /// is valid.)
@@ -50,7 +51,7 @@ pub struct PairMemo {
     slots: Box<[(u64, Rank)]>,
 }
 
-const MEMO_SLOTS: usize = 1 << 14;
+const MEMO_SLOTS: usize = 1 << 16;
 
 impl Default for PairMemo {
     fn default() -> Self {
