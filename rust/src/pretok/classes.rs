@@ -155,6 +155,35 @@ pub(super) fn ascii_run(chunk: &[u8; 16], mask: u8, invert: bool) -> usize {
         .count()
 }
 
+/// Bit masks (bit k for byte k) of the ASCII upper-case and the lower-case letters in `chunk`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn letter_masks(chunk: &[u8; 16]) -> (u32, u32) {
+    use std::arch::x86_64::*;
+    // SAFETY: SSE2 is part of x86_64; the load is unaligned and within `chunk`.
+    unsafe {
+        let v = _mm_loadu_si128(chunk.as_ptr().cast());
+        let within = |lo: u8, hi: u8| {
+            _mm_movemask_epi8(_mm_and_si128(
+                _mm_cmpgt_epi8(v, _mm_set1_epi8(lo as i8 - 1)),
+                _mm_cmplt_epi8(v, _mm_set1_epi8(hi as i8 + 1)),
+            )) as u32
+        };
+        (within(b'A', b'Z'), within(b'a', b'z'))
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn letter_masks(chunk: &[u8; 16]) -> (u32, u32) {
+    let mask = |f: fn(&u8) -> bool| {
+        (chunk.iter().enumerate())
+            .filter(|(_, c)| f(c))
+            .fold(0, |m, (k, _)| m | 1 << k)
+    };
+    (mask(u8::is_ascii_uppercase), mask(u8::is_ascii_lowercase))
+}
+
 /// A cursor over UTF-8 text that classifies characters. `text` must be valid UTF-8 (it
 /// comes from a `&str`), so decoding needs no checks beyond the lead byte.
 pub struct Classifier<'t> {
@@ -205,6 +234,22 @@ impl<'t> Classifier<'t> {
                 4,
             )
         }
+    }
+
+    /// The class bits of the byte at `i` when it is ASCII, else 0.
+    #[inline(always)]
+    pub fn ascii_at(&self, i: usize) -> u8 {
+        match self.bytes.get(i) {
+            Some(&c) if c < 0x80 => self.ascii[c as usize],
+            _ => 0,
+        }
+    }
+
+    /// Bit masks of the ASCII upper-case and lower-case letters among the 16 bytes from `i`
+    /// (`i` < len - 16), or `None` near the end of the text.
+    #[inline(always)]
+    pub fn letters16(&self, i: usize) -> Option<(u32, u32)> {
+        Some(letter_masks(self.bytes.get(i..i + 16)?.try_into().unwrap()))
     }
 
     /// The end of the run of characters, starting at `i`, whose class has any bit of `mask`.

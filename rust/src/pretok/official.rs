@@ -214,6 +214,24 @@ fn o200k_word(cl: &Classifier, s: usize, upper_first: bool) -> Option<usize> {
     Some(o200k_contraction(cl, end))
 }
 
+/// o200k's letter alternatives from `s`, where an ASCII letter is: `[U]*[W]+C?`, or else
+/// `[U]+[W]*C?`. Over ASCII (no letter both U and W) that is the upper-case run, then the
+/// lower-case run, found with one 16-byte compare; a run that reaches a non-ASCII character
+/// (which may be U or W) or the end of the compare goes to `o200k_word`.
+#[inline(always)]
+fn o200k_ascii_word(cl: &Classifier, s: usize) -> usize {
+    if let Some((upper, lower)) = cl.letters16(s) {
+        let u = (!upper).trailing_zeros();
+        let end = s + (u + (!(lower >> u)).trailing_zeros()) as usize;
+        if end < s + 16 && cl.bytes[end] < 0x80 {
+            return o200k_contraction(cl, end);
+        }
+    }
+    o200k_word(cl, s, false)
+        .or_else(|| o200k_word(cl, s, true))
+        .expect("an upper-case letter matches [U]+")
+}
+
 /// `(?i:'s|'t|'re|'ve|'m|'ll|'d)?` at `i`.
 #[inline]
 fn o200k_contraction(cl: &Classifier, i: usize) -> usize {
@@ -238,6 +256,19 @@ fn o200k_contraction(cl: &Classifier, i: usize) -> usize {
 fn next_o200k(cl: &Classifier, i: usize) -> usize {
     let b = cl.bytes;
     let n = b.len();
+    // An ASCII letter here, or after an ASCII prefix: the letter alternatives match (see
+    // `o200k_ascii_word`), and the unprefixed ones, which start at an ASCII non-letter, fail.
+    let k0 = cl.ascii_at(i);
+    let s = if k0 & (U | W) != 0 {
+        Some(i)
+    } else if b[i] < 0x80 && k0 & (L | N | NL) == 0 && cl.ascii_at(i + 1) & (U | W) != 0 {
+        Some(i + 1)
+    } else {
+        None
+    };
+    if let Some(s) = s {
+        return o200k_ascii_word(cl, s);
+    }
     let (c0, l0) = cl.at(i);
     // [^\r\n\p{L}\p{N}]?  then the two letter alternatives; the engine tries each
     // alternative with the prefix character taken first, then without it.
@@ -342,6 +373,17 @@ mod tests {
         #[test]
         fn scanners_match_regex(chars in prop::collection::vec(tricky_char(), 0..40)) {
             check(&chars.into_iter().collect::<String>());
+        }
+
+        /// Words of every length around the 16-byte compares, in both cases, glued to
+        /// prefixes, contractions, marks and non-ASCII letters.
+        #[test]
+        fn scanners_match_regex_on_words(parts in prop::collection::vec(prop::sample::select(vec![
+            "a", "Ab", "hello", "WORLD", "HTTPServer", "abcdefghijklmno", "abcdefghijklmnop",
+            "ABCDEFGHIJKLMNOPQ", "Abcdefghijklmnopqr", "'s", "'LL", "'ſ", " ", "  ", "\t", "\n",
+            "\r\n", ",", "(", "...", "/", "1", "2024", "é", "É", "\u{301}", "ǅ", "ʰ", "日", "_",
+        ]), 0..24)) {
+            check(&parts.concat());
         }
 
         #[test]
