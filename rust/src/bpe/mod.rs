@@ -228,6 +228,7 @@ impl Bpe {
         // piece's index slot, and the lookups run once the group is full (see Vocab::prefetch).
         let mut group: Vec<(&str, Probe)> = Vec::with_capacity(PREFETCH_GROUP);
         cache::with_cache(self.id, |cache| {
+            cache.pairs.fit(self.vocab.len());
             let mut flush = |group: &mut Vec<(&str, Probe)>| {
                 // A whole-token piece is one vocabulary probe: only merges are worth caching.
                 // The other pieces' cache slots are prefetched before any is read.
