@@ -39,15 +39,30 @@
 //! | a non-token piece reaches the piece cache with its probe's hash (`Probe::hash`) | 75.1 / 106.8 | 29.7 / 81.2 (mean of 5) |
 //! | own cache table (16 key bytes in the slot), slots of a group's non-token pieces prefetched | 53.7 / 84.6 -> 57.1 / 93.0 | 24.7 / 68.1 -> 26.2 / 75.5 |
 //!
-//! Tried and dropped (no gain beyond this machine's ±10% noise): transparent huge pages for
-//! the index (the VM gives none), an L2-sized second index of the 16k lowest-ranked short
-//! tokens probed before the full one, prefetch groups of 16 or 64 instead of 32.
+//! Then, o200k_base, first / second pass, median of 8 interleaved runs of the two builds:
 //!
-//! Where the time goes now (perf, first pass, cl100k en): the vocabulary lookups about 45%
-//! (the prefetch instruction itself stalls: too many misses in flight, or TLB walks on a
-//! 4-8 MB table of 4 KB pages), the scanner about 25%, merges about 15%; on multi, merges
-//! (pair lookups that miss the memo) are the largest part. The next step is a precomputed
-//! (left id, right id) -> rank table, so that a merge never hashes bytes.
+//! | step | en | multi |
+//! |---|---|---|
+//! | the o200k scanner tries its letter alternatives only where a U or W character starts them | split alone 191 -> 230 | split alone 206 -> 250 |
+//! | the index and the word-cache tables in 2 MB pages (`huge.rs`; `MADV_HUGEPAGE`) | 76.9 / 120.0 -> 81.3 / 124.5 | 31.9 / 110.1 -> 32.4 / 114.7 |
+//! | a 9- to 16-byte token is confirmed by 16 bytes kept in the index, not the token buffer | 79.1 / 117.3 -> 81.8 / 129.8 | 32.2 / 108.7 -> 34.2 / 116.2 |
+//! | pair memo 16k -> 64k slots for vocabularies of 64k tokens and more (`PairMemo::fit`) | 87.1 / 123.0 -> 84.8 / 128.9 | 35.2 / 115.5 -> 38.2 / 118.8 |
+//! | o200k words that start with an ASCII letter are cut with one 16-byte compare | 82.7 / 127.1 -> 85.7 / 139.0 (split alone 264 -> 316) | |
+//!
+//! Tried and dropped (no gain beyond this machine's ±10% noise, or a loss): an L2-sized
+//! second index of the 16k lowest-ranked short tokens probed before the full one, prefetch
+//! groups of 16 or 64 instead of 32, the 16-byte word compare for cl100k (no gain: its
+//! scanner already finds a letter run with one compare) and r50k (14% slower split).
+//! Huge pages, dropped once when the VM seemed to give none, do come with `MADV_HUGEPAGE` on
+//! 2 MB-aligned memory (AnonHugePages shows the index's 8 MB).
+//!
+//! Where the time goes now (perf, o200k): on a second pass over en, the scanner about 32%
+//! and the two lookup loops about 50%, most of it charged to the index prefetch (misses in
+//! flight, not TLB walks: huge pages changed little); on a first pass over multi, merges and
+//! pair-memo misses about 45%. The next steps: a scanner that classifies 64 bytes at a time
+//! into bit masks and finds piece starts without a branch per piece (the per-piece
+//! mispredicts bound a scalar scanner), and a merge whose minimum search and part removal
+//! do not branch and move memory per step.
 //!
 //! Long pieces (256 bytes and more: runs of whitespace, of one letter, of symbols) take a
 //! backtracking search over the vocabulary that is exact for tiktoken's merge and linear in
