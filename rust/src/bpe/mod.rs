@@ -269,10 +269,14 @@ impl Bpe {
                 }
             };
             self.pretok.for_each_piece(text, |piece| {
-                if limit < text.len() && piece.as_ptr() as usize - text.as_ptr() as usize >= limit {
+                let start = piece.as_ptr() as usize - text.as_ptr() as usize;
+                if start >= limit {
                     return; // a look-ahead piece (see `encode_segment`)
                 }
-                group.push((piece, self.vocab.probe(piece.as_bytes())));
+                let probe = self
+                    .vocab
+                    .probe_within(text.as_bytes(), start, start + piece.len());
+                group.push((piece, probe));
                 if group.len() == PREFETCH_GROUP {
                     flush(&mut group);
                 }
