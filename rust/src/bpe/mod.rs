@@ -48,6 +48,7 @@
 //! | a 9- to 16-byte token is confirmed by 16 bytes kept in the index, not the token buffer | 79.1 / 117.3 -> 81.8 / 129.8 | 32.2 / 108.7 -> 34.2 / 116.2 |
 //! | pair memo 16k -> 64k slots for vocabularies of 64k tokens and more (`PairMemo::fit`) | 87.1 / 123.0 -> 84.8 / 128.9 | 35.2 / 115.5 -> 38.2 / 118.8 |
 //! | o200k words that start with an ASCII letter are cut with one 16-byte compare | 82.7 / 127.1 -> 85.7 / 139.0 (split alone 264 -> 316) | |
+//! | a piece of up to 8 bytes is packed for its probe by one load from the text and a mask (`Vocab::probe_within`), not by loads picked by its length | 78.5 / 118.7 -> 82.6 / 140.3 | 31.8 / 109.8 -> 32.2 / 120.8 |
 //!
 //! Tried and dropped (no gain beyond this machine's ±10% noise, or a loss): an L2-sized
 //! second index of the 16k lowest-ranked short tokens probed before the full one, prefetch
@@ -57,9 +58,11 @@
 //! 2 MB-aligned memory (AnonHugePages shows the index's 8 MB).
 //!
 //! Where the time goes now (perf, o200k): on a second pass over en, the scanner about 32%
-//! and the two lookup loops about 50%, most of it charged to the index prefetch (misses in
-//! flight, not TLB walks: huge pages changed little); on a first pass over multi, merges and
-//! pair-memo misses about 45%. The next steps: a scanner that classifies 64 bytes at a time
+//! and the two lookup loops about 50%, most of it charged to the instruction after the index
+//! prefetch. That is not memory: 150 KB of en repeated 25 times, whose tokens all stay in
+//! cache, runs no faster than the 6 MB corpus; it is branches taken at random by the varied
+//! pieces (removing one, the length switch of the key packing, gained 10-18% warm). On a
+//! first pass over multi, merges and pair-memo misses are about 45%. The next steps: a scanner that classifies 64 bytes at a time
 //! into bit masks and finds piece starts without a branch per piece (the per-piece
 //! mispredicts bound a scalar scanner), and a merge whose minimum search and part removal
 //! do not branch and move memory per step.
