@@ -1,11 +1,11 @@
 //! Fixed-length tables in 2 MB pages, for the tables that the hot loops probe at random.
 //!
 //! A vocabulary index or a word cache of several megabytes spans thousands of 4 KB pages,
-//! more than the TLB holds, so on a large table nearly every probe also walks the page
-//! table, and the prefetches that should hide the probes' latency stall on those walks.
-//! In 2 MB pages the same table needs a handful of TLB entries. Linux gives such pages to
-//! memory marked `MADV_HUGEPAGE` when transparent huge pages are enabled ("always" or
-//! "madvise"); elsewhere, or when it declines, this is an ordinary allocation.
+//! more than the TLB holds, so a probe of a cold part of the table may also walk the page
+//! table; in 2 MB pages the same table needs a handful of TLB entries. (Measured on o200k's
+//! 8 MB index: 2-6% faster encoding.) Linux gives such pages to memory marked
+//! `MADV_HUGEPAGE` when transparent huge pages are enabled ("always" or "madvise");
+//! elsewhere, or when it declines, this is an ordinary allocation.
 
 use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
 use std::ops::{Deref, DerefMut};

@@ -330,12 +330,13 @@ impl Vocab {
         self.index.probe(tok)
     }
 
-    /// [`Vocab::probe`] of `text[start..end]`, reading the bytes after it when the text has
-    /// them: a piece of up to 8 bytes is then packed by one load and a mask, with no branch
-    /// on its length (that branch, taken at random by the varied lengths of pieces, is most
-    /// of the cost of packing one).
+    /// [`Vocab::probe`] of the non-empty `text[start..end]`, reading the bytes after it when
+    /// the text has them: a piece of up to 8 bytes is then packed by one load and a mask,
+    /// with no branch on its length (that branch, taken at random by the varied lengths of
+    /// pieces, is most of the cost of packing one).
     #[inline(always)]
     pub fn probe_within(&self, text: &[u8], start: usize, end: usize) -> Probe {
+        debug_assert!(start < end);
         let len = end - start;
         match text.get(start..start + 8) {
             Some(word) if len <= 8 => {

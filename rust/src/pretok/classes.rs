@@ -246,7 +246,7 @@ impl<'t> Classifier<'t> {
     }
 
     /// Bit masks of the ASCII upper-case and lower-case letters among the 16 bytes from `i`
-    /// (`i` < len - 16), or `None` near the end of the text.
+    /// (`i + 16 <= len`), or `None` nearer the end of the text.
     #[inline(always)]
     pub fn letters16(&self, i: usize) -> Option<(u32, u32)> {
         Some(letter_masks(self.bytes.get(i..i + 16)?.try_into().unwrap()))
