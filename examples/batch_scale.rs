@@ -2,6 +2,7 @@
 //! `cargo run --release --example batch_scale -- cl100k_base docs.txt THREADS`.
 //! A profiling aid for the batch path without Python in the way.
 
+use std::io::Write;
 use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -16,11 +17,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let t = Instant::now();
         let batch = ferrotok::batch::encode_all(&docs, threads, |_, d| bpe.encode_ordinary(d))?;
         let secs = t.elapsed().as_secs_f64();
-        println!(
+        writeln!(
+            std::io::stdout(),
             "pass {pass}: {} tokens, {:.1} MB/s",
             batch.ids.len(),
             text.len() as f64 / secs / 1e6
-        );
+        )?;
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! `cargo run --release --example encode_file -- o200k_base docs.txt [passes]`.
 //! A profiling aid for the core without Python in the way.
 
+use std::io::Write;
 use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -15,7 +16,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let docs: Vec<&str> = text.split('\0').collect();
     let t = Instant::now();
     let bpe = ferrotok::registry::load(name)?;
-    println!("load {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
+    writeln!(
+        std::io::stdout(),
+        "load {:.1} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    )?;
     for pass in 0..passes {
         let t = Instant::now();
         // SPLIT_ONLY=1 times the pre-tokenizer alone (counting pieces instead of tokens).
@@ -29,10 +34,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .sum::<Result<_, _>>()?
         };
         let secs = t.elapsed().as_secs_f64();
-        println!(
+        writeln!(
+            std::io::stdout(),
             "pass {pass}: {tokens} tokens, {:.1} MB/s",
             text.len() as f64 / secs / 1e6
-        );
+        )?;
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! `cargo run --release --example json_file -- tokenizer.json docs.txt [passes]`.
 //! A profiling aid for the pipeline without Python in the way.
 
+use std::io::Write;
 use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -16,7 +17,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let docs: Vec<&str> = text.split('\0').collect();
     let t = Instant::now();
     let tok = ferrotok::hf::from_file(std::path::Path::new(file))?;
-    println!("load {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
+    writeln!(
+        std::io::stdout(),
+        "load {:.1} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    )?;
     let settings = ferrotok::pipeline::Settings::default();
     for pass in 0..passes {
         let t = Instant::now();
@@ -25,10 +30,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             tokens += tok.encode(d, None, true, &settings)?.ids.len();
         }
         let secs = t.elapsed().as_secs_f64();
-        println!(
+        writeln!(
+            std::io::stdout(),
             "pass {pass}: {tokens} tokens, {:.1} MB/s",
             text.len() as f64 / secs / 1e6
-        );
+        )?;
     }
     Ok(())
 }

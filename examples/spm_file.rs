@@ -2,6 +2,7 @@
 //! `cargo run --release --example spm_file -- model.model docs.txt [passes]`.
 //! A profiling aid for the core without Python in the way.
 
+use std::io::Write;
 use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -15,15 +16,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let docs: Vec<&str> = text.split('\0').collect();
     let t = Instant::now();
     let spm = ferrotok::SentencePiece::from_file(std::path::Path::new(model))?;
-    println!("load {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
+    writeln!(
+        std::io::stdout(),
+        "load {:.1} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    )?;
     for pass in 0..passes {
         let t = Instant::now();
         let tokens: usize = docs.iter().map(|d| spm.encode(d).len()).sum();
         let secs = t.elapsed().as_secs_f64();
-        println!(
+        writeln!(
+            std::io::stdout(),
             "pass {pass}: {tokens} tokens, {:.1} MB/s",
             text.len() as f64 / secs / 1e6
-        );
+        )?;
     }
     Ok(())
 }
