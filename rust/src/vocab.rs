@@ -342,7 +342,9 @@ impl Vocab {
             Some(word) if len <= 8 => {
                 let key =
                     u64::from_le_bytes(word.try_into().unwrap()) & (u64::MAX >> (64 - 8 * len));
-                self.index.probe_key(key, len)
+                let probe = self.index.locate_key(key, len);
+                self.index.prefetch_probe(probe, len);
+                probe
             }
             _ => self.index.probe(&text[start..end]),
         }
@@ -580,10 +582,15 @@ impl TokenMap {
     /// The key and home slot of a non-empty `tok`.
     #[inline(always)]
     fn locate(&self, tok: &[u8]) -> Probe {
-        let key = key_of(tok);
+        self.locate_key(key_of(tok), tok.len())
+    }
+
+    /// The probe of a token of `len` bytes whose key (as `key_of` makes it) is `key`.
+    #[inline(always)]
+    fn locate_key(&self, key: u64, len: usize) -> Probe {
         Probe {
             key,
-            home: self.home(key, tok.len()) as u32,
+            home: self.home(key, len) as u32,
         }
     }
 
@@ -594,24 +601,20 @@ impl TokenMap {
         }
     }
 
-    /// The probe of a token of `len` (1 to 8) bytes packed into `key`.
+    /// Starts loading what the lookup of a `len`-byte token with this probe reads first: its
+    /// home slot, and beside it the tail of a 9- to 16-byte token.
     #[inline(always)]
-    fn probe_key(&self, key: u64, len: usize) -> Probe {
-        let probe = Probe {
-            key,
-            home: self.home(key, len) as u32,
-        };
+    fn prefetch_probe(&self, probe: Probe, len: usize) {
         prefetch(&self.slots[probe.home as usize]);
-        probe
+        if (9..=16).contains(&len) {
+            prefetch(&self.tails[probe.home as usize]);
+        }
     }
 
     #[inline(always)]
     fn probe(&self, tok: &[u8]) -> Probe {
         let probe = self.locate(tok);
-        prefetch(&self.slots[probe.home as usize]);
-        if (9..=16).contains(&tok.len()) {
-            prefetch(&self.tails[probe.home as usize]);
-        }
+        self.prefetch_probe(probe, tok.len());
         probe
     }
 
