@@ -5,6 +5,7 @@
 //! other pattern goes through a backtracking regex engine (fancy-regex, the engine tiktoken
 //! uses), so lookahead and possessive forms behave exactly as in tiktoken.
 
+mod blocks;
 mod classes;
 mod official;
 mod regex;

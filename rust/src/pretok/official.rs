@@ -8,6 +8,7 @@
 //! differential tests below and in `tests/` hold them to the regex on corpora and fuzzed
 //! text.
 
+use super::blocks;
 use super::classes::{Classifier, L, N, NL, S, U, W};
 
 /// Which official pattern a scanner implements.
@@ -22,17 +23,52 @@ impl Official {
     #[inline]
     pub fn for_each_piece<'t>(self, text: &'t str, mut f: impl FnMut(&'t str)) {
         let cl = Classifier::new(text);
+        let bytes = text.as_bytes();
         let n = text.len();
         let mut i = 0;
+        // Windows that judged nothing in a row, and pieces left to cut one at a time before
+        // the next window: text that is mostly non-ASCII tries a window ever more rarely.
+        let (mut misses, mut wait) = (0u32, 0u32);
+        // The piece ends a window found (bit k: byte `base + k`), not yet passed to `f`. One
+        // call site for `f` keeps it inlined into the caller's loop.
+        let (mut ends, mut base) = (0u64, 0);
         while i < n {
-            let end = match self {
-                Official::R50k => next_r50k(&cl, i),
-                Official::Cl100k => next_cl100k(&cl, i),
-                Official::O200k => next_o200k(&cl, i),
+            let end = if ends != 0 {
+                let k = ends.trailing_zeros() as usize;
+                ends &= ends - 1;
+                base + k
+            } else {
+                if wait == 0 && bytes[i] < 0x80 {
+                    let w = blocks::window(self, bytes, i);
+                    ends = w.starts & !1;
+                    if w.to_end {
+                        ends |= 1 << (n - i);
+                    }
+                    if ends != 0 {
+                        base = i;
+                        misses = 0;
+                        continue;
+                    }
+                    misses = (misses + 1).min(6);
+                    wait = (1 << misses) - 1;
+                } else {
+                    wait = wait.saturating_sub(1);
+                }
+                self.next_scalar(&cl, i)
             };
             debug_assert!(end > i && text.is_char_boundary(end));
             f(&text[i..end]);
             i = end;
+        }
+    }
+
+    /// The end of the piece that starts at byte `i`, found by the scalar scanner.
+    #[inline]
+    pub(super) fn next_scalar(self, cl: &Classifier, i: usize) -> usize {
+        match self {
+            Official::R50k => next_r50k(cl, i),
+            Official::Cl100k => next_cl100k(cl, i),
+            Official::O200k => next_o200k(cl, i),
         }
     }
 }
