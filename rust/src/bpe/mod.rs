@@ -247,30 +247,6 @@ impl Bpe {
         let mut group: Vec<(&str, Probe)> = Vec::with_capacity(PREFETCH_GROUP);
         cache::with_cache(self.id, |cache| {
             cache.pairs.fit(self.vocab.len());
-            let mut flush = |group: &mut Vec<(&str, Probe)>| {
-                // A whole-token piece is one vocabulary probe: only merges are worth caching.
-                // The other pieces' cache slots are prefetched before any is read.
-                let mut ids = [None; PREFETCH_GROUP];
-                for (id, (piece, probe)) in ids.iter_mut().zip(group.iter()) {
-                    *id = self.vocab.rank_probed(piece.as_bytes(), *probe);
-                    if id.is_none() {
-                        cache.prefetch_slot(probe.hash(piece.len()));
-                    }
-                }
-                for (id, (piece, probe)) in ids.into_iter().zip(group.drain(..)) {
-                    let piece = piece.as_bytes();
-                    if let Some(id) = id {
-                        out.push(id);
-                        continue;
-                    }
-                    let hash = probe.hash(piece.len());
-                    if !cache.get(piece, hash, out) {
-                        let start = out.len();
-                        self.merge_piece(piece, &mut parts, cache, out);
-                        cache.put(piece, hash, &out[start..]);
-                    }
-                }
-            };
             self.pretok.for_each_piece(text, |piece| {
                 let start = piece.as_ptr() as usize - text.as_ptr() as usize;
                 if start >= limit {
@@ -281,12 +257,46 @@ impl Bpe {
                     .probe_within(text.as_bytes(), start, start + piece.len());
                 group.push((piece, probe));
                 if group.len() == PREFETCH_GROUP {
-                    flush(&mut group);
+                    self.flush(&mut group, &mut parts, cache, out);
                 }
             })?;
-            flush(&mut group);
+            self.flush(&mut group, &mut parts, cache, out);
             Ok(())
         })
+    }
+
+    /// Looks up (or merges) the pieces of a group and empties it. Not inlined: the per-piece
+    /// step above then stays small enough to be inlined into the pre-tokenizer's loop.
+    #[inline(never)]
+    fn flush(
+        &self,
+        group: &mut Vec<(&str, Probe)>,
+        parts: &mut Vec<merge::Part>,
+        cache: &mut cache::PieceCache,
+        out: &mut Vec<Rank>,
+    ) {
+        // A whole-token piece is one vocabulary probe: only merges are worth caching.
+        // The other pieces' cache slots are prefetched before any is read.
+        let mut ids = [None; PREFETCH_GROUP];
+        for (id, (piece, probe)) in ids.iter_mut().zip(group.iter()) {
+            *id = self.vocab.rank_probed(piece.as_bytes(), *probe);
+            if id.is_none() {
+                cache.prefetch_slot(probe.hash(piece.len()));
+            }
+        }
+        for (id, (piece, probe)) in ids.into_iter().zip(group.drain(..)) {
+            let piece = piece.as_bytes();
+            if let Some(id) = id {
+                out.push(id);
+                continue;
+            }
+            let hash = probe.hash(piece.len());
+            if !cache.get(piece, hash, out) {
+                let start = out.len();
+                self.merge_piece(piece, parts, cache, out);
+                cache.put(piece, hash, &out[start..]);
+            }
+        }
     }
 
     /// Appends the ids of a piece that is not a single token to `out`.

@@ -33,6 +33,24 @@ pub fn ascii_alnum_run(text: &[u8]) -> usize {
         .count()
 }
 
+/// One of two iterators of the same items.
+enum Either<A, B> {
+    Left(A),
+    Right(B),
+}
+
+impl<T, A: Iterator<Item = T>, B: Iterator<Item = T>> Iterator for Either<A, B> {
+    type Item = T;
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<T> {
+        match self {
+            Either::Left(a) => a.next(),
+            Either::Right(b) => b.next(),
+        }
+    }
+}
+
 /// A split pattern, compiled.
 #[derive(Clone, Debug)]
 pub enum Pretokenizer {
@@ -67,14 +85,17 @@ impl Pretokenizer {
     /// Calls `f` with each piece of `text`, in order; the pieces cover the matched parts of
     /// `text` (for the official patterns, all of it).
     #[inline]
-    pub fn for_each_piece<'t>(&self, text: &'t str, f: impl FnMut(&'t str)) -> Result<()> {
-        match self {
-            Pretokenizer::Official(scanner, _) => {
-                scanner.for_each_piece(text, f);
-                Ok(())
-            }
-            Pretokenizer::Regex(r) => r.for_each_piece(text, f),
+    pub fn for_each_piece<'t>(&self, text: &'t str, mut f: impl FnMut(&'t str)) -> Result<()> {
+        // One loop and one call of `f` for both kinds, so that `f` (the encoder's step for
+        // each piece) is inlined into it.
+        let pieces = match self {
+            Pretokenizer::Official(scanner, _) => Either::Left(scanner.pieces(text).map(Ok)),
+            Pretokenizer::Regex(r) => Either::Right(r.pieces(text)),
+        };
+        for piece in pieces {
+            f(piece?);
         }
+        Ok(())
     }
 
     /// Whether [`safe_cut`] points are piece boundaries for this pre-tokenizer (true for the

@@ -20,56 +20,93 @@ pub enum Official {
 }
 
 impl Official {
+    /// The pieces of `text`, in order.
     #[inline]
-    pub fn for_each_piece<'t>(self, text: &'t str, mut f: impl FnMut(&'t str)) {
-        let cl = Classifier::new(text);
-        let bytes = text.as_bytes();
-        let n = text.len();
-        let mut i = 0;
-        // Windows that judged nothing in a row, and pieces left to cut one at a time before
-        // the next window: text that is mostly non-ASCII tries a window ever more rarely.
-        let (mut misses, mut wait) = (0u32, 0u32);
-        // The piece ends a window found (bit k: byte `base + k`), not yet passed to `f`. One
-        // call site for `f` keeps it inlined into the caller's loop.
-        let (mut ends, mut base) = (0u64, 0);
-        while i < n {
-            let end = if ends != 0 {
-                let k = ends.trailing_zeros() as usize;
-                ends &= ends - 1;
-                base + k
-            } else {
-                if wait == 0 && bytes[i] < 0x80 {
-                    let w = blocks::window(self, bytes, i);
-                    ends = w.starts & !1;
-                    if w.to_end {
-                        ends |= 1 << (n - i);
-                    }
-                    if ends != 0 {
-                        base = i;
-                        misses = 0;
-                        continue;
-                    }
-                    misses = (misses + 1).min(6);
-                    wait = (1 << misses) - 1;
-                } else {
-                    wait = wait.saturating_sub(1);
-                }
-                self.next_scalar(&cl, i)
-            };
-            debug_assert!(end > i && text.is_char_boundary(end));
-            f(&text[i..end]);
-            i = end;
+    pub fn pieces(self, text: &str) -> Pieces<'_> {
+        Pieces {
+            pattern: self,
+            text,
+            cl: Classifier::new(text),
+            i: 0,
+            ends: 0,
+            base: 0,
+            misses: 0,
+            wait: 0,
         }
     }
 
-    /// The end of the piece that starts at byte `i`, found by the scalar scanner.
-    #[inline]
+    /// The end of the piece that starts at byte `i`, found by the scalar scanner. Not inlined,
+    /// so that the caller's per-piece step is, into the loop above.
+    #[inline(never)]
     pub(super) fn next_scalar(self, cl: &Classifier, i: usize) -> usize {
         match self {
             Official::R50k => next_r50k(cl, i),
             Official::Cl100k => next_cl100k(cl, i),
             Official::O200k => next_o200k(cl, i),
         }
+    }
+}
+
+/// The pieces of a text by an official pattern (see [`Official::pieces`]): a window's
+/// starts where it judged them (`blocks.rs`), the scalar scanner elsewhere.
+pub struct Pieces<'t> {
+    pattern: Official,
+    text: &'t str,
+    cl: Classifier<'t>,
+    /// where the next piece starts
+    i: usize,
+    /// the piece ends the last window found (bit k: byte `base + k`), not yet returned
+    ends: u64,
+    base: usize,
+    /// Windows that judged nothing in a row, and pieces left to cut one at a time before
+    /// the next window: text that is mostly non-ASCII tries a window ever more rarely.
+    misses: u32,
+    wait: u32,
+}
+
+impl<'t> Iterator for Pieces<'t> {
+    type Item = &'t str;
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<&'t str> {
+        let i = self.i;
+        let end = if self.ends != 0 || self.window(i) {
+            let k = self.ends.trailing_zeros() as usize;
+            self.ends &= self.ends - 1;
+            self.base + k
+        } else if i < self.text.len() {
+            self.pattern.next_scalar(&self.cl, i)
+        } else {
+            return None;
+        };
+        debug_assert!(end > i && self.text.is_char_boundary(end));
+        self.i = end;
+        Some(&self.text[i..end])
+    }
+}
+
+impl Pieces<'_> {
+    /// Tries a window from `i`: true when it found the ends of pieces (now in `ends`).
+    #[inline]
+    fn window(&mut self, i: usize) -> bool {
+        let (bytes, n) = (self.text.as_bytes(), self.text.len());
+        if i >= n || self.wait > 0 || bytes[i] >= 0x80 {
+            self.wait = self.wait.saturating_sub(1);
+            return false;
+        }
+        let w = blocks::window(self.pattern, bytes, i);
+        self.ends = w.starts & !1;
+        if w.to_end {
+            self.ends |= 1 << (n - i);
+        }
+        if self.ends == 0 {
+            self.misses = (self.misses + 1).min(6);
+            self.wait = (1 << self.misses) - 1;
+            return false;
+        }
+        self.base = i;
+        self.misses = 0;
+        true
     }
 }
 
@@ -353,12 +390,11 @@ mod tests {
 
     fn check(text: &str) {
         for (scanner, pattern) in ALL {
-            let mut ours = Vec::new();
-            scanner.for_each_piece(text, |p| ours.push(p));
-            let mut theirs = Vec::new();
-            RegexSplit::new(pattern)
+            let ours: Vec<&str> = scanner.pieces(text).collect();
+            let theirs: Vec<&str> = RegexSplit::new(pattern)
                 .unwrap()
-                .for_each_piece(text, |p| theirs.push(p))
+                .pieces(text)
+                .collect::<crate::error::Result<_>>()
                 .unwrap();
             assert_eq!(ours, theirs, "{scanner:?} on {text:?}");
         }

@@ -31,17 +31,19 @@ impl RegexSplit {
         &self.pattern
     }
 
-    pub fn for_each_piece<'t>(&self, text: &'t str, mut f: impl FnMut(&'t str)) -> Result<()> {
-        for m in self.regex.find_iter(text) {
-            let m = m.map_err(|e| Error::Split {
+    /// The non-empty matches of the pattern in `text` (an empty match carries no text and
+    /// BPE has nothing to do with it).
+    pub fn pieces<'r, 't>(&'r self, text: &'t str) -> impl Iterator<Item = Result<&'t str>> + 'r
+    where
+        't: 'r,
+    {
+        self.regex.find_iter(text).filter_map(|m| match m {
+            Ok(m) if m.as_str().is_empty() => None,
+            Ok(m) => Some(Ok(m.as_str())),
+            Err(e) => Some(Err(Error::Split {
                 pos: 0,
                 msg: e.to_string(),
-            })?;
-            // An empty match carries no text and BPE has nothing to do with it.
-            if !m.as_str().is_empty() {
-                f(m.as_str());
-            }
-        }
-        Ok(())
+            })),
+        })
     }
 }
