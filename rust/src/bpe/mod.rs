@@ -57,15 +57,25 @@
 //! Huge pages, dropped once when the VM seemed to give none, do come with `MADV_HUGEPAGE` on
 //! 2 MB-aligned memory (AnonHugePages shows the index's 8 MB).
 //!
-//! Where the time goes now (perf, o200k): on a second pass over en, the scanner about 32%
-//! and the two lookup loops about 50%, most of it charged to the instruction after the index
-//! prefetch. That is not memory: 150 KB of en repeated 25 times, whose tokens all stay in
-//! cache, runs no faster than the 6 MB corpus; it is branches taken at random by the varied
-//! pieces (removing one, the length switch of the key packing, gained 10-18% warm). On a
-//! first pass over multi, merges are about 45%, most of it reads of pair-memo slots that
-//! miss the cache (the pairs of a new piece are mostly new), not the merge loop itself. The
-//! next step: a scanner that classifies 64 bytes at a time into bit masks and finds piece
-//! starts without a branch per piece (the per-piece mispredicts bound a scalar scanner).
+//! What that profile showed (o200k, second pass over en): the scanner about 32% and the
+//! two lookup loops about 50%; branches taken at random by the varied pieces, more than
+//! memory (removing one, the length switch of the key packing, gained 10-18% warm). Then:
+//!
+//! | step (median of 7 interleaved runs; best run in brackets) | o200k en | o200k code | cl100k code | gpt2 en |
+//! |---|---|---|---|---|
+//! | before | 66.6 / 129.4 | 76.8 / 127.4 | 66.7 / 116.5 | 77.4 / 132.8 |
+//! | piece starts 64 bytes at a time from bit masks (`pretok/blocks.rs`: split alone 313 -> 709 MB/s on o200k en), the per-piece step inlined into the scan loop, the group lookup out of it (`Bpe::flush`) | 95.4 / 186.9 (103 / 199) | 103.0 / 172.1 (109 / 204) | 85.8 / 185.8 (118 / 208) | 97.6 / 164.5 (107 / 177) |
+//!
+//! The windows judge 98% of en's bytes and 99% of code's, but 44% of multi's (the rest is
+//! non-ASCII, which the scalar scanner takes): multi is unchanged.
+//!
+//! Where the time goes now (perf, o200k, second pass over en): the group lookup (`flush`)
+//! about 35%, most of it the load of the index slot that the prefetch issued 32 pieces
+//! earlier; the per-piece step (probe and prefetch) about 30%; the windows about 12%. 10 KB
+//! of en repeated to 6 MB (every token in cache) runs at 290 MB/s against the corpus's 210:
+//! a quarter of the lookups' time is memory now. On a first pass over multi, merges are
+//! about 45%, most of it reads of pair-memo slots that miss the cache (the pairs of a new
+//! piece are mostly new), not the merge loop itself.
 //!
 //! Long pieces (256 bytes and more: runs of whitespace, of one letter, of symbols) take a
 //! backtracking search over the vocabulary that is exact for tiktoken's merge and linear in

@@ -1,7 +1,8 @@
 //! Pre-tokenizers: split text into the pieces that BPE encodes one at a time.
 //!
 //! [`Pretokenizer::new`] takes any split pattern. The three official patterns get
-//! hand-written linear scanners (`official.rs`, several times faster than the regex); any
+//! hand-written linear scanners (`official.rs`, several times faster than the regex), which
+//! over ASCII find the piece starts of 64 bytes at a time from bit masks (`blocks.rs`); any
 //! other pattern goes through a backtracking regex engine (fancy-regex, the engine tiktoken
 //! uses), so lookahead and possessive forms behave exactly as in tiktoken.
 
