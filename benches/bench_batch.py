@@ -61,6 +61,7 @@ from bench_bpe import (  # noqa: E402
     heading,
     load_docs,
 )
+from timing import compile_ferrotok  # noqa: E402
 
 RESULT = "@@bench_batch "
 DEFAULT_ENCODINGS = ("gpt2", "cl100k_base", "o200k_base")
@@ -325,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         spec = json.loads(args.worker)
         (worker_throughput if spec["mode"] == "throughput" else worker_padded)(spec)
         return 0
+    compile_ferrotok()
 
     notes: list[str] = []
     versions: dict[str, str] = {}

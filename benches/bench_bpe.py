@@ -42,6 +42,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from timing import compile_ferrotok
+
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parents[1] / "shared"  # ../shared beside the repository
 RESULT = "@@bench_bpe "  # prefix of the worker's result lines on stdout
@@ -411,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     cpu = args.cpu if args.cpu is not None else min(os.sched_getaffinity(0))
+    compile_ferrotok()
     installed = installed_libs()
     notes: list[str] = []
     if args.libs is None:

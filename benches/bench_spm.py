@@ -26,7 +26,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from timing import measure, mismatches, pin_to_one_cpu, read_corpus, run_worker
+from timing import compile_ferrotok, measure, mismatches, pin_to_one_cpu, read_corpus, run_worker
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parents[1] / "shared"
@@ -106,6 +106,7 @@ def main() -> None:
     if args.worker:
         worker(args.worker, str(args.model[0]), str(args.corpus_file), args.max_docs)
         return
+    compile_ferrotok()
     models = [m for m in (args.model or MODELS) if m.is_file()]
     corpora = (
         [args.corpus_file]

@@ -28,6 +28,19 @@ def interpreter_for(module: str) -> str | None:
     return None
 
 
+def compile_ferrotok() -> None:
+    """Compiles ferrotok's Python modules to bytecode once, as pip does when it installs a
+    wheel. Run from the source tree (``PYTHONPATH=python``) on a machine that sets
+    ``PYTHONDONTWRITEBYTECODE`` (this one does), every worker would compile them again inside
+    its load time: 45 ms of the 60 that ``import ferrotok`` took here, against 14 compiled."""
+    import compileall
+    import importlib.util
+
+    spec = importlib.util.find_spec("ferrotok")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        compileall.compile_dir(folder, quiet=1)
+
+
 def read_corpus(path: str | os.PathLike[str], max_docs: int | None) -> list[str]:
     """The ``text`` of each line of a gzipped JSON-lines file (the first ``max_docs``)."""
     with gzip.open(path, "rt", encoding="utf-8") as f:
