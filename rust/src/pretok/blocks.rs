@@ -5,13 +5,15 @@
 //! bytes from a known piece start is classified into bit masks (bit k = byte k) with SSE2,
 //! and the starts of all its pieces come out of a few shifts, ands and ors: over ASCII
 //! letters, digits, spaces, `\n`, `\r` and punctuation, whether a piece starts at byte j
-//! depends only on the classes of bytes j-2..=j+2, by the rules of each pattern below.
+//! depends only on the classes of bytes j-2..=j+1 (and on a contraction after an apostrophe),
+//! by the rules of each pattern below.
 //!
 //! A window gives up at the first byte it cannot judge that way ("hard": non-ASCII, control
 //! characters other than `\n` and `\r`, a newline after a space, a fourth digit in a row, a
-//! `/` after a newline for o200k) and stops two bytes before it; the scalar scanner takes
-//! over from the last start it found. Byte 0 is known to start a piece, so the bytes before
-//! the window are never read: they count as no class at all.
+//! `/` after a newline for o200k), or at the start of a whitespace run that reaches a hard
+//! byte or the window's end, and judges only the bytes before the one before it; the scalar
+//! scanner takes over from the last start it found. Byte 0 is known to start a piece, so the
+//! bytes before the window are never read: they count as no class at all.
 //!
 //! Each rule is written beside the alternatives of the pattern that make it so; the
 //! differential tests of `official.rs` (against the regex, on fuzzed text) and the corpus
@@ -291,8 +293,10 @@ pub(super) fn window(pattern: Official, text: &[u8], i: usize) -> Window {
             // what follows it): a run that reaches a hard byte is not judged at all.
             first_hard = 64 - (nonws & below(first_hard)).leading_zeros();
         }
-        // a start is judged from the classes up to two bytes after it
-        first_hard.saturating_sub(2)
+        // The byte after an apostrophe decides a contraction, and a hard one may be a letter
+        // that case-folds into one (`'ſ` is `'s` to `(?i)`): the byte before a hard one is
+        // not judged. (The rules' other look-ahead, `next`, is right about a hard byte.)
+        first_hard.saturating_sub(1)
     };
     Window {
         starts: (starts & below(judged)) | 1,
@@ -348,6 +352,7 @@ mod tests {
             "trailing newlines\n\n",
             "trailing mix\n\n  ",
             "x.\n\n  y.\n/z .\n\n",
+            "a'ſ b'Ss c'rE d'LL e'v",
         ] {
             check(text);
         }
