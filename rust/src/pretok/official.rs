@@ -35,8 +35,9 @@ impl Official {
         }
     }
 
-    /// The end of the piece that starts at byte `i`, found by the scalar scanner. Not inlined,
-    /// so that the caller's per-piece step is, into the loop above.
+    /// The end of the piece that starts at byte `i`, found by the scalar scanner. Not inlined:
+    /// kept out of [`Pieces::next`], the large scanners leave room for the caller's step for
+    /// each piece to be inlined into its loop.
     #[inline(never)]
     pub(super) fn next_scalar(self, cl: &Classifier, i: usize) -> usize {
         match self {
