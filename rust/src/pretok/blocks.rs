@@ -19,6 +19,8 @@
 //! differential tests of `official.rs` (against the regex, on fuzzed text) and the corpus
 //! parity tests hold the window and the scalar scanner to the same pieces.
 
+#[cfg(target_arch = "x86_64")]
+use super::classes::in_range;
 use super::official::Official;
 
 /// What a window found.
@@ -83,13 +85,7 @@ fn raw_masks(bytes: &[u8; 64]) -> Masks {
         // SAFETY: SSE2 is part of x86_64; the load is unaligned and within `chunk`.
         unsafe {
             let v = _mm_loadu_si128(chunk.as_ptr().cast());
-            // Signed compares: bytes >= 0x80 are negative and fall outside every range.
-            let within = |lo: u8, hi: u8| {
-                _mm_and_si128(
-                    _mm_cmpgt_epi8(v, _mm_set1_epi8(lo as i8 - 1)),
-                    _mm_cmplt_epi8(v, _mm_set1_epi8(hi as i8 + 1)),
-                )
-            };
+            let within = |lo, hi| in_range(v, lo, hi);
             let eq = |b: u8| _mm_cmpeq_epi8(v, _mm_set1_epi8(b as i8));
             let bits = |x| (_mm_movemask_epi8(x) as u32 as u64) << (16 * k);
             let nl = _mm_or_si128(eq(b'\n'), eq(b'\r'));

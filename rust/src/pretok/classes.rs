@@ -98,6 +98,25 @@ fn of_char(cp: u32) -> u8 {
     }
 }
 
+/// The bytes of `v` in `lo..=hi` (ASCII bounds), as a byte mask. The compares are signed, so
+/// bytes >= 0x80 are negative and fall outside every such range.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(super) fn in_range(
+    v: std::arch::x86_64::__m128i,
+    lo: u8,
+    hi: u8,
+) -> std::arch::x86_64::__m128i {
+    use std::arch::x86_64::*;
+    // SAFETY: SSE2 is part of x86_64.
+    unsafe {
+        _mm_and_si128(
+            _mm_cmpgt_epi8(v, _mm_set1_epi8(lo as i8 - 1)),
+            _mm_cmplt_epi8(v, _mm_set1_epi8(hi as i8 + 1)),
+        )
+    }
+}
+
 /// How many of the leading bytes of `chunk` are ASCII with a class that has a bit of `mask`
 /// (no bit, when `invert`). `mask` is a constant at every call, so only its classes' compares
 /// remain after inlining. A test holds these compares to the ASCII table.
@@ -109,12 +128,7 @@ pub(super) fn ascii_run(chunk: &[u8; 16], mask: u8, invert: bool) -> usize {
     let (hits, non_ascii) = unsafe {
         let v = _mm_loadu_si128(chunk.as_ptr().cast());
         // Signed compares: bytes >= 0x80 are negative and fall outside every range below.
-        let within = |v, lo: u8, hi: u8| {
-            _mm_and_si128(
-                _mm_cmpgt_epi8(v, _mm_set1_epi8(lo as i8 - 1)),
-                _mm_cmplt_epi8(v, _mm_set1_epi8(hi as i8 + 1)),
-            )
-        };
+        let within = in_range;
         let mut m = _mm_setzero_si128();
         if mask & (L | W) != 0 {
             // lower-case letters, and upper-case ones folded onto them for L
@@ -163,12 +177,7 @@ fn letter_masks(chunk: &[u8; 16]) -> (u32, u32) {
     // SAFETY: SSE2 is part of x86_64; the load is unaligned and within `chunk`.
     unsafe {
         let v = _mm_loadu_si128(chunk.as_ptr().cast());
-        let within = |lo: u8, hi: u8| {
-            _mm_movemask_epi8(_mm_and_si128(
-                _mm_cmpgt_epi8(v, _mm_set1_epi8(lo as i8 - 1)),
-                _mm_cmplt_epi8(v, _mm_set1_epi8(hi as i8 + 1)),
-            )) as u32
-        };
+        let within = |lo, hi| _mm_movemask_epi8(in_range(v, lo, hi)) as u32;
         (within(b'A', b'Z'), within(b'a', b'z'))
     }
 }
