@@ -158,6 +158,9 @@ def test_encode_batch_repairs_lone_surrogates_like_encode():
     want = [enc.encode(t) for t in texts]
     assert_batch_equals(enc.encode_batch(texts, num_threads=2), want, "surrogates")
     assert enc.encode_batch(texts).tolist() == reference("cl100k_base").encode_batch(texts)
+    # among many texts, as the pool encodes earlier ones while later ones are being read
+    many = [f"{i} {t}" for i in range(200) for t in texts]
+    assert_batch_equals(enc.encode_batch(many, num_threads=3), [enc.encode(t) for t in many], "many")
 
 
 def test_encode_batch_empty_list_and_empty_strings():

@@ -340,6 +340,18 @@ def test_batch_equals_single(kind):
         ours.encode_batch(["ok", b"bytes"])
 
 
+@pytest.mark.parametrize("num_threads", [1, 2, 4])
+def test_batch_with_a_lone_surrogate_raises_and_the_model_still_works(num_threads):
+    # the pool starts on the first texts while later ones are still being read: an error in
+    # a later one must stop the batch (no hang, no partial result) and leave the pool usable
+    ours, _ = load(UNIGRAM)
+    docs = fixture_corpus()[:40]
+    with pytest.raises(UnicodeEncodeError):
+        ours.encode_batch([*docs[:30], "bad \ud800", *docs[30:]], num_threads=num_threads)
+    batch = ours.encode_batch(docs, num_threads=num_threads)
+    assert [row.tolist() for row in batch] == [ours.encode(d).tolist() for d in docs]
+
+
 def test_pickle_roundtrip():
     ours, _ = load(UNIGRAM)
     again = pickle.loads(pickle.dumps(ours))

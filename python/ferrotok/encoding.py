@@ -239,7 +239,8 @@ class Encoding:
         allowed_special: Literal["all"] | Collection[str] = frozenset(),
         disallowed_special: Literal["all"] | Collection[str] = "all",
     ) -> TokenBatch:
-        """Encodes many texts at once on all cores (the GIL is released for the whole batch).
+        """Encodes many texts at once on all cores. The calling thread holds the GIL only
+        while it reads each string's UTF-8 form, which the other threads start encoding at once.
 
         Returns a :class:`TokenBatch`: one flat ``uint32`` id array plus ``int64`` offsets,
         with ``batch[i]`` the ids of ``texts[i]`` (a view) and ``batch.padded()`` for 2-D

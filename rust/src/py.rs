@@ -188,33 +188,20 @@ impl PyBpe {
         disallowed: Vec<String>,
         num_threads: Option<usize>,
     ) -> PyResult<RaggedArrays<'py>> {
-        let owned = texts_of(texts)?;
-        let strs = owned
-            .iter()
-            .map(|s| s.to_str())
-            .collect::<PyResult<Vec<&str>>>()?;
+        let texts = Texts::new(texts, true)?;
         let specials = self.inner.specials();
         let allowed = specials.set(allowed.iter().map(String::as_str));
         let disallowed = specials.set(disallowed.iter().map(String::as_str));
         let threads = batch::thread_count(num_threads);
-        let ragged = py
-            .detach(|| {
-                // A text longer than a few parts' worth of the batch is cut into parts, so that
-                // one long text does not leave the other threads idle at the end.
-                let total: usize = strs.iter().map(|t| t.len()).sum();
-                let min = total / (threads * 4);
-                if allowed.is_empty() && disallowed.is_empty() {
-                    batch::encode_all(&strs, threads, |_, t| {
-                        self.inner.encode_ordinary_parallel(t, min)
-                    })
-                } else {
-                    batch::encode_all(&strs, threads, |_, t| {
-                        self.inner.encode_parallel(t, &allowed, &disallowed, min)
-                    })
-                }
+        if allowed.is_empty() && disallowed.is_empty() {
+            texts.encode(py, threads, |_, t, min| {
+                self.inner.encode_ordinary_parallel(t, min)
             })
-            .map_err(to_py)?;
-        Ok(ragged_arrays(py, ragged))
+        } else {
+            texts.encode(py, threads, |_, t, min| {
+                self.inner.encode_parallel(t, &allowed, &disallowed, min)
+            })
+        }
     }
 
     /// Bytes of each row of a ragged batch.
@@ -310,35 +297,93 @@ fn long_text(
     Some(batch::install(threads, encode).and_then(|r| r))
 }
 
-/// The texts of a batch as Python strings: any iterable of `str` (a numpy array of `str`
-/// included). Anything else at position i is a `TypeError` naming i. Strings with lone
-/// surrogates are repaired through UTF-16 as tiktoken does, so their ids match.
-fn texts_of<'py>(texts: &Bound<'py, PyAny>) -> PyResult<Vec<Bound<'py, PyString>>> {
-    if texts.is_instance_of::<PyString>() || texts.is_instance_of::<PyBytes>() {
-        return Err(PyTypeError::new_err(
-            "texts must be an iterable of str, not a single str or bytes",
-        ));
-    }
-    let mut out = Vec::new();
-    for (i, item) in texts.try_iter()?.enumerate() {
-        let item = item?;
-        if !item.is_instance_of::<PyString>() {
-            let kind = item.get_type().name()?;
-            return Err(PyTypeError::new_err(format!(
-                "texts[{i}] is {kind}, not str"
-            )));
+/// The texts of a batch: any iterable of `str` (a numpy array of `str` included); anything
+/// else at position i is a `TypeError` naming i. Their UTF-8 forms are made on demand
+/// ([`Texts::get`]), so that a batch can start encoding before the last one is made.
+struct Texts<'py> {
+    strs: Vec<Bound<'py, PyString>>,
+    /// Where a string with lone surrogates keeps its repaired copy, when repairs are asked
+    /// for (see [`Texts::get`]).
+    repaired: Option<Vec<std::cell::OnceCell<Bound<'py, PyString>>>>,
+}
+
+impl<'py> Texts<'py> {
+    fn new(texts: &Bound<'py, PyAny>, repair: bool) -> PyResult<Self> {
+        if texts.is_instance_of::<PyString>() || texts.is_instance_of::<PyBytes>() {
+            return Err(PyTypeError::new_err(
+                "texts must be an iterable of str, not a single str or bytes",
+            ));
         }
-        let s = item.cast_into::<PyString>()?;
-        if s.to_str().is_ok() {
-            out.push(s);
+        let mut strs = Vec::new();
+        for (i, item) in texts.try_iter()?.enumerate() {
+            let item = item?;
+            if !item.is_instance_of::<PyString>() {
+                let kind = item.get_type().name()?;
+                return Err(PyTypeError::new_err(format!(
+                    "texts[{i}] is {kind}, not str"
+                )));
+            }
+            strs.push(item.cast_into::<PyString>()?);
+        }
+        let repaired = repair.then(|| strs.iter().map(|_| std::cell::OnceCell::new()).collect());
+        Ok(Texts { strs, repaired })
+    }
+
+    fn len(&self) -> usize {
+        self.strs.len()
+    }
+
+    /// Text `i` as UTF-8. With repairs, a string with lone surrogates is repaired through
+    /// UTF-16 as tiktoken does, so that its ids match; without, it is a `UnicodeEncodeError`.
+    fn get(&self, i: usize) -> PyResult<&str> {
+        let s = &self.strs[i];
+        match (s.to_str(), &self.repaired) {
+            (Err(_), Some(spare)) => {
+                let repaired = s
+                    .call_method1("encode", ("utf-16", "surrogatepass"))?
+                    .call_method1("decode", ("utf-16", "replace"))?
+                    .cast_into::<PyString>()?;
+                spare[i].get_or_init(|| repaired).to_str()
+            }
+            (text, _) => text,
+        }
+    }
+
+    fn all(&self) -> PyResult<Vec<&str>> {
+        (0..self.len()).map(|i| self.get(i)).collect()
+    }
+
+    /// Encodes every text on `threads` threads into a ragged batch: `encode(i, text, min)`,
+    /// where a text of more than `min` bytes is worth cutting into parts. With more than one
+    /// thread the pool starts on each text as soon as its UTF-8 form is made, while this
+    /// thread (holding the interpreter lock) makes the next ones.
+    fn encode(
+        &self,
+        py: Python<'py>,
+        threads: usize,
+        encode: impl Fn(usize, &str, usize) -> crate::Result<Vec<Rank>> + Sync,
+    ) -> PyResult<RaggedArrays<'py>> {
+        let ragged = if threads <= 1 || self.len() <= 1 {
+            let strs = self.all()?;
+            // A text longer than a few parts' worth of the batch is cut into parts, so that
+            // one long text does not leave the other threads idle at the end.
+            let min = strs.iter().map(|t| t.len()).sum::<usize>() / (threads * 4);
+            py.detach(|| batch::encode_all(&strs, threads, |i, t| encode(i, t, min)))
         } else {
-            let repaired = s
-                .call_method1("encode", ("utf-16", "surrogatepass"))?
-                .call_method1("decode", ("utf-16", "replace"))?;
-            out.push(repaired.cast_into::<PyString>()?);
-        }
+            // (characters, not bytes: the UTF-8 forms are not made yet)
+            let chars: usize = self.strs.iter().map(|s| s.len().unwrap_or(0)).sum();
+            let min = chars / (threads * 4);
+            let mut failed = None;
+            let next = |i| self.get(i).map_err(|e| failed = Some(e)).ok();
+            let wait = |w: &(dyn Fn() + Sync)| py.detach(w);
+            match batch::encode_fed(self.len(), threads, next, wait, |i, t| encode(i, t, min)) {
+                Ok(Some(r)) => Ok(r),
+                Ok(None) => return Err(failed.expect("the feed stops only on an error")),
+                Err(e) => Err(e),
+            }
+        };
+        Ok(ragged_arrays(py, ragged.map_err(to_py)?))
     }
-    Ok(out)
 }
 
 /// `(ids, type_ids, attention_mask, special_tokens_mask, offsets (n, 2), word_ids)`.
@@ -777,31 +822,22 @@ impl PySentencePiece {
         nbest_size: i32,
         seed: u64,
     ) -> PyResult<RaggedArrays<'py>> {
-        let owned = texts_of(texts)?;
-        let strs = owned
-            .iter()
-            .map(|s| s.to_str())
-            .collect::<PyResult<Vec<&str>>>()?;
+        let texts = Texts::new(texts, false)?;
         let base = sampling(alpha, nbest_size, seed)?;
         let threads = batch::thread_count(num_threads);
-        let ragged = py
-            .detach(|| {
-                batch::encode_all(&strs, threads, |i, t| {
-                    let s = match base {
-                        spm::Sampling::Sample {
-                            alpha, nbest_size, ..
-                        } => spm::Sampling::Sample {
-                            alpha,
-                            nbest_size,
-                            seed: seed.wrapping_add(i as u64),
-                        },
-                        none => none,
-                    };
-                    Ok(self.ids(t, add_bos, add_eos, s))
-                })
-            })
-            .map_err(to_py)?;
-        Ok(ragged_arrays(py, ragged))
+        texts.encode(py, threads, |i, t, _| {
+            let s = match base {
+                spm::Sampling::Sample {
+                    alpha, nbest_size, ..
+                } => spm::Sampling::Sample {
+                    alpha,
+                    nbest_size,
+                    seed: seed.wrapping_add(i as u64),
+                },
+                none => none,
+            };
+            Ok(self.ids(t, add_bos, add_eos, s))
+        })
     }
 
     /// The `n` best segmentations `(ids, score)`, best first.
@@ -951,11 +987,8 @@ impl PyPieceCounter {
 
     /// Counts the pieces of each text (each text is a document of its own).
     fn add_texts(&mut self, py: Python<'_>, texts: &Bound<'_, PyAny>) -> PyResult<()> {
-        let owned = texts_of(texts)?;
-        let strs = owned
-            .iter()
-            .map(|s| s.to_str())
-            .collect::<PyResult<Vec<&str>>>()?;
+        let texts = Texts::new(texts, false)?;
+        let strs = texts.all()?;
         let PyPieceCounter {
             splitter,
             counts,
