@@ -315,26 +315,43 @@ impl WholeWords {
         &self.tokens
     }
 
-    /// Calls `f(range, whole)` for each word of `text` (given as ranges, in order). The
-    /// lookups run in groups: each word's slot is prefetched as the word is cut and read once
-    /// a group is cut, so that on a cold pass their cache misses overlap.
-    #[inline]
-    pub fn for_each(
+    /// Calls `f(cx, range, whole, hash)` for each word of `text` (given as ranges, in order),
+    /// `hash` being the word's [`hash_bytes`] unless it is `Whole::Yes` (0 then). The lookups
+    /// run in groups: each word's slot is prefetched as the word is cut and read once a group
+    /// is cut; then `prefetch(cx, hash)` is called for each word that is not whole (to start
+    /// loading its slot in a word cache) before `f` sees any, so that on a cold pass the cache
+    /// misses of a group overlap (Mistral, multi: +15% first and second pass).
+    pub fn for_each<C>(
         &self,
         text: &[u8],
         words: impl Iterator<Item = Range<usize>>,
-        mut f: impl FnMut(Range<usize>, Whole),
+        cx: &mut C,
+        prefetch: impl Fn(&C, u64),
+        mut f: impl FnMut(&mut C, Range<usize>, Whole, u64),
     ) {
         let max = self.tokens.max_token_len();
         let mut groups = Groups::new(words);
+        let mut resolved = [(0, 0, Whole::No, 0); GROUP];
         while let Some(group) = groups.next(|w| {
             let probe = (w.len() <= max).then(|| self.tokens.probe(&text[w.clone()]));
             (w.start, w.end, probe)
         }) {
-            for &(start, end, probe) in group {
+            for (r, &(start, end, probe)) in resolved.iter_mut().zip(group) {
                 let word = &text[start..end];
                 let id = probe.and_then(|p| self.tokens.rank_probed(word, p));
-                f(start..end, id.map_or(Whole::No, |id| self.state_of(id)));
+                let whole = id.map_or(Whole::No, |id| self.state_of(id));
+                let hash = match whole {
+                    Whole::Yes(_) => 0,
+                    _ => {
+                        let h = hash_bytes(word);
+                        prefetch(cx, h);
+                        h
+                    }
+                };
+                *r = (start, end, whole, hash);
+            }
+            for &(start, end, whole, hash) in &resolved[..group.len()] {
+                f(cx, start..end, whole, hash);
             }
         }
     }

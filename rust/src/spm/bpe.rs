@@ -17,7 +17,7 @@ use crate::cache::{Whole, WholeWords};
 use crate::charbpe::{keep_alive, scan_merges};
 use crate::metaspace::words_at_spaces;
 use crate::trie::Trie;
-use crate::vocab::{hash_bytes, Vocab};
+use crate::vocab::Vocab;
 
 const NONE: u32 = u32::MAX;
 
@@ -108,19 +108,28 @@ impl Bpe {
             }
             // the words, and their parts (see `joins`)
             let parts = words_at_spaces(text).flat_map(|w| self.joins.parts(text, w));
-            self.whole.for_each(text, parts, |part, whole| {
-                self.encode_word(sp, &text[part], whole, cache, &mut syms, out)
-            });
+            self.whole.for_each(
+                text,
+                parts,
+                cache,
+                |cache, hash| cache.prefetch_slot(hash),
+                |cache, part, whole, hash| {
+                    self.encode_word(sp, &text[part], whole, hash, cache, &mut syms, out)
+                },
+            );
         })
     }
 
     /// Appends the ids of one word (or part): one that is a piece which merging gives back
-    /// is that piece, with no merge and no cache; others go through the word cache.
+    /// is that piece, with no merge and no cache; others go through the word cache (`hash`
+    /// is the word's `hash_bytes`).
+    #[allow(clippy::too_many_arguments)]
     fn encode_word(
         &self,
         sp: &SentencePiece,
         word: &[u8],
         whole: Whole,
+        hash: u64,
         cache: &mut PieceCache,
         syms: &mut Vec<Sym>,
         out: &mut Vec<u32>,
@@ -133,13 +142,12 @@ impl Bpe {
                 let alone = out[at..] == [id];
                 self.whole.learn(id, alone);
                 if !alone {
-                    cache.put(word, hash_bytes(word), &out[at..]);
+                    cache.put(word, hash, &out[at..]);
                 }
                 return;
             }
             Whole::No => {}
         }
-        let hash = hash_bytes(word);
         if cache.get(word, hash, out) {
             return;
         }
