@@ -15,7 +15,6 @@ use crate::bpe::cache::{with_cache, PieceCache};
 use crate::bpe::merge::PairMemo;
 use crate::cache::{Whole, WholeWords};
 use crate::charbpe::{keep_alive, scan_merges};
-use crate::metaspace::words_at_spaces;
 use crate::trie::Trie;
 use crate::vocab::Vocab;
 
@@ -107,7 +106,7 @@ impl Bpe {
                 return;
             }
             // the words, and their parts (see `joins`)
-            let parts = words_at_spaces(text).flat_map(|w| self.joins.parts(text, w));
+            let parts = self.joins.parts_at_spaces(text, false);
             self.whole.for_each(
                 text,
                 parts,

@@ -190,15 +190,10 @@ impl Unigram {
             let cache = caches.get(sp.cache_owner);
             let mut score = 0.0f32;
             let (mut entry, mut nodes) = (Vec::new(), Vec::new());
-            let mut start = 0;
-            let words = memchr::memmem::find_iter(text, SPACE.as_bytes())
-                .filter(|&p| p > 0)
-                .chain([text.len()])
-                .map(|end| std::mem::replace(&mut start, end)..end);
             // Looked up a group at a time, the group's slots and then values prefetched first:
             // a warm pass waits on these reads (see `crate::cache`). Words too long to cache
             // are not hashed.
-            let mut groups = Groups::new(words.flat_map(|w| self.joins.parts(text, w)));
+            let mut groups = Groups::new(self.joins.parts_at_spaces(text, true));
             while let Some(group) = groups.next(|w| {
                 let h = (w.len() <= MAX_CACHED_WORD).then(|| hash_bytes(&text[w.clone()]));
                 if let Some(h) = h {
