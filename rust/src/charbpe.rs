@@ -16,13 +16,11 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::ops::Range;
 
 use rustc_hash::FxHashMap;
 
 use crate::cache::with_span_cache;
 use crate::error::{Error, Result};
-use crate::metaspace::words_at_spaces;
 use crate::pipeline::TokenTable;
 use crate::spm::Joins;
 
@@ -212,13 +210,14 @@ impl CharBpe {
                 }
             };
             let bytes = word.as_bytes();
-            let words: &mut dyn Iterator<Item = Range<usize>> = if self.cut_at_space {
-                &mut words_at_spaces(bytes)
+            if self.cut_at_space {
+                for range in self.joins.parts_at_spaces(bytes, false) {
+                    part(range.start, range.end);
+                }
             } else {
-                &mut std::iter::once(0..bytes.len())
-            };
-            for range in words.flat_map(|w| self.joins.parts(bytes, w)) {
-                part(range.start, range.end);
+                for range in self.joins.parts(bytes, 0..bytes.len()) {
+                    part(range.start, range.end);
+                }
             }
         })
     }

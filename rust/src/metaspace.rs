@@ -11,24 +11,6 @@ use unicode_segmentation::UnicodeSegmentation;
 use crate::bert::WordBuf;
 use crate::spm::CharsMap;
 
-/// Cuts a text into words before each `▁` that follows another character (the words of a
-/// model none of whose merges joins such a `▁` to what precedes it), as byte ranges.
-pub(crate) fn words_at_spaces(text: &[u8]) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
-    const SPACE: &[u8] = "\u{2581}".as_bytes();
-    let mut spaces = memchr::memmem::find_iter(text, SPACE);
-    let mut start = 0;
-    std::iter::from_fn(move || {
-        if start >= text.len() {
-            return None;
-        }
-        let end = spaces
-            .by_ref()
-            .find(|&p| p > start && !text[..p].ends_with(SPACE))
-            .unwrap_or(text.len());
-        Some(std::mem::replace(&mut start, end)..end)
-    })
-}
-
 /// When the `Metaspace` pre-tokenizer prepends its replacement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PrependScheme {

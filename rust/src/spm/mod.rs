@@ -578,6 +578,24 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// Cuts a text into words before each `▁` that follows another character (the words of a
+    /// model none of whose merges joins such a `▁` to what precedes it), as byte ranges.
+    fn words_at_spaces(text: &[u8]) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+        const SPACE: &[u8] = "\u{2581}".as_bytes();
+        let mut spaces = memchr::memmem::find_iter(text, SPACE);
+        let mut start = 0;
+        std::iter::from_fn(move || {
+            if start >= text.len() {
+                return None;
+            }
+            let end = spaces
+                .by_ref()
+                .find(|&p| p > start && !text[..p].ends_with(SPACE))
+                .unwrap_or(text.len());
+            Some(std::mem::replace(&mut start, end)..end)
+        })
+    }
+
     proptest! {
         /// One pass equals cutting the words first (at each `▁`, or at the start of each `▁`
         /// run) and then each word's parts.
@@ -596,7 +614,7 @@ mod tests {
             let text = chars.concat();
             let text = text.as_bytes();
             let joins = Joins::new(pieces.iter().map(|p| p.as_bytes()));
-            let runs: Vec<_> = crate::metaspace::words_at_spaces(text)
+            let runs: Vec<_> = words_at_spaces(text)
                 .flat_map(|w| joins.parts(text, w))
                 .collect();
             prop_assert_eq!(joins.parts_at_spaces(text, false).collect::<Vec<_>>(), runs);
