@@ -22,7 +22,7 @@ use rustc_hash::FxHashMap;
 use crate::cache::with_span_cache;
 use crate::error::{Error, Result};
 use crate::pipeline::TokenTable;
-use crate::spm::Joins;
+use crate::spm::{Joins, SpaceCuts};
 
 const NONE: u32 = u32::MAX;
 const SPACE: &str = "\u{2581}";
@@ -210,14 +210,13 @@ impl CharBpe {
                 }
             };
             let bytes = word.as_bytes();
-            if self.cut_at_space {
-                for range in self.joins.parts_at_spaces(bytes, false) {
-                    part(range.start, range.end);
-                }
+            let spaces = if self.cut_at_space {
+                SpaceCuts::RunStarts
             } else {
-                for range in self.joins.parts(bytes, 0..bytes.len()) {
-                    part(range.start, range.end);
-                }
+                SpaceCuts::None
+            };
+            for range in self.joins.parts(bytes, spaces) {
+                part(range.start, range.end);
             }
         })
     }

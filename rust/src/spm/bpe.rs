@@ -10,7 +10,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use super::normalizer::utf8_len;
 use super::proto::PieceType;
 use super::unigram::SplitMix64;
-use super::{Joins, SentencePiece, SPACE_CHAR};
+use super::{Joins, SentencePiece, SpaceCuts, SPACE_CHAR};
 use crate::bpe::cache::{with_cache, PieceCache};
 use crate::bpe::merge::PairMemo;
 use crate::cache::{Whole, WholeWords};
@@ -106,7 +106,7 @@ impl Bpe {
                 return;
             }
             // the words, and their parts (see `joins`)
-            let parts = self.joins.parts_at_spaces(text, false);
+            let parts = self.joins.parts(text, SpaceCuts::RunStarts);
             self.whole.for_each(
                 text,
                 parts,

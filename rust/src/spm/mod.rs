@@ -28,7 +28,7 @@
 //! - BPE: the parts of a group of 16 that are not whole pieces get their word-cache slot
 //!   prefetched before any part of the group is encoded (`WholeWords::for_each`), and each is
 //!   hashed once. Mistral multi, MB/s cold / warm: 21 / 38 -> 24 / 43 (en unchanged).
-//! - Words and their parts are cut in one pass over the bytes (`Joins::parts_at_spaces`), not
+//! - Words and their parts are cut in one pass over the bytes (`Joins::parts`), not
 //!   by a search for `▁` and then a loop over each word. Rust loop, MB/s cold / warm: Unigram
 //!   test model en 40.8 / 48.6 -> 44.0 / 54.5, multi 30.1 / 48.2 -> 33.4 / 58.7; Mistral en
 //!   41.8 / 57.6 -> 45.1 / 63.6, multi 28.2 / 49.9 -> 28.2 / 54.1.
@@ -94,19 +94,20 @@ impl Joins {
         }
     }
 
-    /// The parts of all of `text`: cut before every `▁` (but at the start, and, unless
-    /// `within_runs`, after another `▁`), and between the ASCII characters no piece joins.
-    /// The same parts as [`Joins::parts`] of each word so cut, in one pass over the bytes.
-    pub(crate) fn parts_at_spaces<'a>(
+    /// The parts of `text`: cut between the ASCII characters no piece joins, and before `▁`
+    /// as `spaces` says (never at the start), in one pass over the bytes.
+    pub(crate) fn parts<'a>(
         &'a self,
         text: &'a [u8],
-        within_runs: bool,
+        spaces: SpaceCuts,
     ) -> impl Iterator<Item = std::ops::Range<usize>> + 'a {
-        let [s0, s1, s2] = [
-            SPACE.as_bytes()[0],
-            SPACE.as_bytes()[1],
-            SPACE.as_bytes()[2],
-        ];
+        let space = SPACE.as_bytes();
+        // whether to cut before `▁` at all, and also after another `▁`
+        let (at_spaces, within_runs) = match spaces {
+            SpaceCuts::None => (false, false),
+            SpaceCuts::Each => (true, true),
+            SpaceCuts::RunStarts => (true, false),
+        };
         let (mut start, end) = (0, text.len());
         let mut at = 1;
         std::iter::from_fn(move || {
@@ -118,9 +119,11 @@ impl Joins {
                 let cut = if b < 0x80 {
                     a < 0x80 && self.0[a as usize] >> b & 1 == 0
                 } else {
-                    b == s0
-                        && text.get(at + 1..at + 3) == Some(&[s1, s2][..])
-                        && (within_runs || !text[..at].ends_with(SPACE.as_bytes()))
+                    // (the first byte alone rules out almost every other byte)
+                    at_spaces
+                        && b == space[0]
+                        && text.get(at + 1..at + 3) == Some(&space[1..])
+                        && (within_runs || !text[..at].ends_with(space))
                 };
                 at += 1;
                 if cut {
@@ -130,29 +133,16 @@ impl Joins {
             Some(std::mem::replace(&mut start, end)..end)
         })
     }
+}
 
-    /// The parts of `text[word]`, cut between the ASCII characters no piece joins.
-    pub(crate) fn parts<'a>(
-        &'a self,
-        text: &'a [u8],
-        word: std::ops::Range<usize>,
-    ) -> impl Iterator<Item = std::ops::Range<usize>> + 'a {
-        let (mut start, end) = (word.start, word.end);
-        let mut at = start + 1;
-        std::iter::from_fn(move || {
-            if start >= end {
-                return None;
-            }
-            while at < end {
-                let (a, b) = (text[at - 1], text[at]);
-                at += 1;
-                if a < 0x80 && b < 0x80 && self.0[a as usize] >> b & 1 == 0 {
-                    return Some(std::mem::replace(&mut start, at - 1)..at - 1);
-                }
-            }
-            Some(std::mem::replace(&mut start, end)..end)
-        })
-    }
+/// Where [`Joins::parts`] cuts before a `▁`, besides the cuts between ASCII characters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SpaceCuts {
+    None,
+    /// Before every `▁` (Unigram: no lattice edge crosses there).
+    Each,
+    /// Before the first `▁` of each run (BPE: a piece may hold `▁▁`, never `x▁`).
+    RunStarts,
 }
 
 /// A loaded SentencePiece model. Immutable: one value serves any number of threads.
@@ -596,11 +586,29 @@ mod tests {
         })
     }
 
+    /// The parts of `text[word]`, cut between the ASCII characters no piece joins.
+    fn word_parts<'a>(
+        joins: &'a Joins,
+        text: &'a [u8],
+        word: std::ops::Range<usize>,
+    ) -> impl Iterator<Item = std::ops::Range<usize>> + 'a {
+        let mut cuts: Vec<usize> = (word.start + 1..word.end)
+            .filter(|&at| {
+                let (a, b) = (text[at - 1], text[at]);
+                a < 0x80 && b < 0x80 && joins.0[a as usize] >> b & 1 == 0
+            })
+            .collect();
+        cuts.insert(0, word.start);
+        cuts.push(word.end);
+        let n = if word.is_empty() { 0 } else { cuts.len() - 1 };
+        (0..n).map(move |k| cuts[k]..cuts[k + 1])
+    }
+
     proptest! {
         /// One pass equals cutting the words first (at each `▁`, or at the start of each `▁`
-        /// run) and then each word's parts.
+        /// run, or not at all) and then each word's parts.
         #[test]
-        fn parts_at_spaces_equal_words_then_parts(
+        fn parts_equal_words_then_parts(
             chars in prop::collection::vec(
                 prop::sample::select(vec!["▁", "a", "b", ",", ".", " ", "é", "中", "▂", "\u{2580}"]),
                 0..40,
@@ -614,19 +622,21 @@ mod tests {
             let text = chars.concat();
             let text = text.as_bytes();
             let joins = Joins::new(pieces.iter().map(|p| p.as_bytes()));
+            let whole: Vec<_> = word_parts(&joins, text, 0..text.len()).collect();
+            prop_assert_eq!(joins.parts(text, SpaceCuts::None).collect::<Vec<_>>(), whole);
             let runs: Vec<_> = words_at_spaces(text)
-                .flat_map(|w| joins.parts(text, w))
+                .flat_map(|w| word_parts(&joins, text, w))
                 .collect();
-            prop_assert_eq!(joins.parts_at_spaces(text, false).collect::<Vec<_>>(), runs);
+            prop_assert_eq!(joins.parts(text, SpaceCuts::RunStarts).collect::<Vec<_>>(), runs);
             let mut start = 0;
             let each: Vec<_> = memchr::memmem::find_iter(text, SPACE.as_bytes())
                 .filter(|&p| p > 0)
                 .chain([text.len()])
                 .filter(|&end| end > 0)
                 .map(|end| std::mem::replace(&mut start, end)..end)
-                .flat_map(|w| joins.parts(text, w))
+                .flat_map(|w| word_parts(&joins, text, w))
                 .collect();
-            prop_assert_eq!(joins.parts_at_spaces(text, true).collect::<Vec<_>>(), each);
+            prop_assert_eq!(joins.parts(text, SpaceCuts::Each).collect::<Vec<_>>(), each);
         }
     }
 }

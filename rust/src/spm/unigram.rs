@@ -16,7 +16,7 @@ use rustc_hash::FxHashMap;
 
 use super::normalizer::utf8_len;
 use super::proto::PieceType;
-use super::{Joins, SentencePiece, SPACE};
+use super::{Joins, SentencePiece, SpaceCuts, SPACE};
 use crate::cache::{Groups, PerThread, WordCache, MAX_CACHED_WORD};
 use crate::trie::Trie;
 use crate::vocab::hash_bytes;
@@ -193,7 +193,7 @@ impl Unigram {
             // Looked up a group at a time, the group's slots and then values prefetched first:
             // a warm pass waits on these reads (see `crate::cache`). Words too long to cache
             // are not hashed.
-            let mut groups = Groups::new(self.joins.parts_at_spaces(text, true));
+            let mut groups = Groups::new(self.joins.parts(text, SpaceCuts::Each));
             while let Some(group) = groups.next(|w| {
                 let h = (w.len() <= MAX_CACHED_WORD).then(|| hash_bytes(&text[w.clone()]));
                 if let Some(h) = h {
