@@ -4,8 +4,11 @@
 //! more than the TLB holds, so a probe of a cold part of the table may also walk the page
 //! table; in 2 MB pages the same table needs a handful of TLB entries. (Measured on o200k's
 //! 8 MB index: 2-6% faster encoding.) Linux gives such pages to memory marked
-//! `MADV_HUGEPAGE` when transparent huge pages are enabled ("always" or "madvise");
-//! elsewhere, or when it declines, this is an ordinary allocation.
+//! `MADV_HUGEPAGE` when transparent huge pages are enabled ("always" or "madvise"), but only
+//! to pages not touched yet: so on Linux these tables are mapped fresh from the kernel, not
+//! taken from the allocator, which hands out reused (already touched, 4 KB-backed) memory
+//! once the process has freed some, as it has after reading a corpus. Elsewhere, or when the
+//! kernel declines, this is ordinary memory.
 
 use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
 use std::ops::{Deref, DerefMut};
@@ -18,6 +21,8 @@ const HUGE: usize = 2 << 20;
 pub(crate) struct HugeSlice<T: Copy> {
     ptr: NonNull<T>,
     len: usize,
+    /// Mapped by [`huge_alloc`] (else from the allocator, or nothing when it takes no bytes).
+    mapped: bool,
 }
 
 // SAFETY: a `HugeSlice` owns its elements like a `Box<[T]>`.
@@ -28,65 +33,101 @@ unsafe impl<T: Copy + Sync> Sync for HugeSlice<T> {}
 impl<T: Copy> HugeSlice<T> {
     /// `len` copies of `value`.
     pub fn filled(len: usize, value: T) -> Self {
-        let Some(layout) = Self::layout(len) else {
-            return HugeSlice {
-                ptr: NonNull::dangling(),
-                len,
-            };
+        let size = len
+            .checked_mul(size_of::<T>())
+            .expect("table size overflows");
+        let mapped = if size >= HUGE { huge_alloc(size) } else { None };
+        let ptr = match mapped {
+            Some(raw) => raw.cast::<T>(),
+            None if size == 0 => NonNull::dangling(),
+            None => {
+                let layout = Self::layout(len);
+                // SAFETY: the layout's size is not zero.
+                let raw = unsafe { alloc(layout) };
+                NonNull::new(raw.cast::<T>()).unwrap_or_else(|| handle_alloc_error(layout))
+            }
         };
-        // SAFETY: the layout's size is not zero.
-        let raw = unsafe { alloc(layout) };
-        let Some(ptr) = NonNull::new(raw.cast::<T>()) else {
-            handle_alloc_error(layout)
-        };
-        if layout.align() == HUGE {
-            // Before the first write: the pages are chosen when they are first touched.
-            advise_huge(raw, layout.size());
-        }
         // SAFETY: the allocation holds `len` elements; each is written once.
         unsafe {
             for i in 0..len {
                 ptr.as_ptr().add(i).write(value);
             }
         }
-        HugeSlice { ptr, len }
+        HugeSlice {
+            ptr,
+            len,
+            mapped: mapped.is_some(),
+        }
     }
 
-    /// The allocation for `len` elements: aligned to and a multiple of [`HUGE`] from that
-    /// size on; `None` when there is nothing to allocate.
-    fn layout(len: usize) -> Option<Layout> {
-        let size = len
-            .checked_mul(size_of::<T>())
-            .expect("table size overflows");
-        if size == 0 {
-            return None;
-        }
-        let layout = if size >= HUGE {
-            Layout::from_size_align(size.next_multiple_of(HUGE), HUGE)
-        } else {
-            Layout::array::<T>(len)
-        };
-        Some(layout.expect("table size overflows"))
+    /// The allocator's layout for `len` elements (when not mapped in huge pages).
+    fn layout(len: usize) -> Layout {
+        Layout::array::<T>(len).expect("table size overflows")
     }
 }
 
+/// Fresh memory for `size` bytes (at least [`HUGE`]), aligned to [`HUGE`] and marked for
+/// huge pages before its first touch; `None` if the kernel gives none (the caller then takes
+/// it from the allocator).
 #[cfg(target_os = "linux")]
-fn advise_huge(ptr: *mut u8, size: usize) {
-    // SAFETY: `ptr..ptr + size` is an allocation of ours, aligned to the huge page size. The
-    // advice is a hint: if the kernel refuses it, the pages are ordinary ones.
+fn huge_alloc(size: usize) -> Option<NonNull<u8>> {
+    let size = size.next_multiple_of(HUGE);
+    let span = size.checked_add(HUGE)?;
+    // SAFETY: a fresh private anonymous mapping; only the parts unmapped below are ours to
+    // unmap, and what is left is `size` bytes at a multiple of HUGE.
     unsafe {
-        libc::madvise(ptr.cast(), size, libc::MADV_HUGEPAGE);
+        let raw = libc::mmap(
+            std::ptr::null_mut(),
+            span,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        if raw == libc::MAP_FAILED {
+            return None;
+        }
+        let start = (raw as usize).next_multiple_of(HUGE);
+        let head = start - raw as usize;
+        if head > 0 {
+            libc::munmap(raw, head);
+        }
+        let tail = span - head - size;
+        if tail > 0 {
+            libc::munmap((start + size) as *mut libc::c_void, tail);
+        }
+        // a hint: if the kernel refuses it, the pages are ordinary ones
+        libc::madvise(start as *mut libc::c_void, size, libc::MADV_HUGEPAGE);
+        NonNull::new(start as *mut u8)
     }
 }
 
 #[cfg(not(target_os = "linux"))]
-fn advise_huge(_ptr: *mut u8, _size: usize) {}
+fn huge_alloc(_size: usize) -> Option<NonNull<u8>> {
+    None
+}
+
+#[cfg(target_os = "linux")]
+fn huge_free(ptr: *mut u8, size: usize) {
+    // SAFETY: `ptr..ptr + size` rounded up to HUGE is the mapping `huge_alloc` made.
+    unsafe {
+        libc::munmap(ptr.cast(), size.next_multiple_of(HUGE));
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn huge_free(_ptr: *mut u8, _size: usize) {
+    unreachable!("huge_alloc maps nothing here")
+}
 
 impl<T: Copy> Drop for HugeSlice<T> {
     fn drop(&mut self) {
-        if let Some(layout) = Self::layout(self.len) {
+        let size = self.len * size_of::<T>();
+        if self.mapped {
+            huge_free(self.ptr.as_ptr().cast(), size);
+        } else if size > 0 {
             // SAFETY: allocated in `filled` with this same layout.
-            unsafe { dealloc(self.ptr.as_ptr().cast(), layout) }
+            unsafe { dealloc(self.ptr.as_ptr().cast(), Self::layout(self.len)) }
         }
     }
 }
@@ -127,6 +168,7 @@ impl<T: Copy> Clone for HugeSlice<T> {
             None => HugeSlice {
                 ptr: NonNull::dangling(),
                 len: 0,
+                mapped: false,
             },
         }
     }
@@ -149,6 +191,9 @@ mod tests {
             assert_eq!(&c[..], &t[..]);
             if len >= HUGE / 16 {
                 assert_eq!(t.as_ptr() as usize % HUGE, 0);
+                // fresh from the kernel, so that its pages can be huge ones
+                assert_eq!(t.mapped, cfg!(target_os = "linux"));
+                assert_eq!(c.mapped, t.mapped);
             }
         }
     }
