@@ -35,6 +35,7 @@ import json
 import os
 import platform
 import random
+import statistics
 import subprocess
 import sys
 import time
@@ -298,6 +299,29 @@ def run_worker(spec: dict[str, Any], timeout: float) -> tuple[list[dict[str, Any
     return results, problem
 
 
+def median_result(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One worker result from several trials: the median of each timing and memory figure, and
+    the ids (digests) of the first trial."""
+    res = dict(runs[0])
+    for key in ("load_ms", "mem_mb", "peak_mb"):
+        res[key] = statistics.median(r[key] for r in runs)
+    for name in ("cold", "warm"):
+        res[name] = {**runs[0][name], "seconds": statistics.median(r[name]["seconds"] for r in runs)}
+    return res
+
+
+Key = tuple[str, str, str]
+
+
+def adversarial_runs(runs: dict[Key, list[dict[str, Any]]]) -> dict[Key, dict[str, Any]]:
+    """Per input and library: the first failing trial, or the first trial with the median time."""
+    out: dict[Key, dict[str, Any]] = {}
+    for key, rs in runs.items():
+        failed = [r for r in rs if "error" in r]
+        out[key] = failed[0] if failed else {**rs[0], "ms": statistics.median(r["ms"] for r in rs)}
+    return out
+
+
 def installed_libs() -> list[str]:
     return [lib for lib, (module, _) in LIBS.items() if importlib.util.find_spec(module) is not None]
 
@@ -380,6 +404,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-adversarial", action="store_true", help="skip the adversarial inputs")
     p.add_argument("--markdown", action="store_true", help="print the tables as markdown")
     p.add_argument("--cpu", type=int, help="the CPU workers are pinned to (default: the first one allowed)")
+    p.add_argument(
+        "--trials",
+        type=int,
+        default=3,
+        metavar="N",
+        help="fresh processes per library, encoding and corpus, the libraries taking turns; the "
+        "table gives each figure's median (default 3: one run on a shared machine varies by 30%%)",
+    )
     p.add_argument("--timeout", type=float, default=600, help="seconds per worker process (default 600)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -387,6 +419,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         return args
     if args.max_docs is not None and args.max_docs < 1:
         p.error("--max-docs must be at least 1")
+    if args.trials < 1:
+        p.error("--trials must be at least 1")
     corpora: list[tuple[str, Path]] = []
     if args.corpora is not None or not args.file:
         names = args.corpora if args.corpora is not None else list(DEFAULT_CORPORA)
@@ -448,57 +482,66 @@ def main(argv: list[str] | None = None) -> int:
     for encoding in args.encodings:
         skip: set[str] = set()
         for corpus, path in args.corpus_list:
-            for lib in run_libs:
-                if lib in skip:
-                    continue
-                spec = {
-                    **base,
-                    "mode": "corpus",
-                    "lib": lib,
-                    "encoding": encoding,
-                    "path": str(path),
-                    "max_docs": args.max_docs,
-                    "doc_bytes": args.doc_bytes,
-                }
-                t0 = time.perf_counter()
-                lines, problem = run_worker(spec, args.timeout)
-                res = lines[-1] if lines else {}
-                if "unavailable" in res or "error" in res:
-                    why = " ".join(str(res.get("unavailable") or res.get("error")).split())
-                    notes.append(f"{lib} {encoding}: {why[:160]}")
-                    skip.add(lib)
-                    continue
-                if problem or "cold" not in res:
-                    notes.append(f"{lib} {encoding} {corpus}: worker failed ({problem})")
-                    continue
-                versions[lib] = res["version"]
-                corpus_info[corpus] = (res["docs"], res["bytes"])
-                if "note" in res:
-                    notes.append(f"{lib} {encoding}: {res['note']}")
-                results[(encoding, corpus, lib)] = res
-                mbs = res["bytes"] / 1e6 / max(res["cold"]["seconds"], 1e-9)
-                print(
-                    f"  {encoding:12} {corpus:8} {lib:11} cold {mbs:7.1f} MB/s"
-                    f"  ({time.perf_counter() - t0:.1f} s)",
-                    file=sys.stderr,
-                    flush=True,
-                )
+            trials: dict[str, list[dict[str, Any]]] = {}
+            for _ in range(args.trials):
+                for lib in run_libs:
+                    if lib in skip:
+                        continue
+                    spec = {
+                        **base,
+                        "mode": "corpus",
+                        "lib": lib,
+                        "encoding": encoding,
+                        "path": str(path),
+                        "max_docs": args.max_docs,
+                        "doc_bytes": args.doc_bytes,
+                    }
+                    t0 = time.perf_counter()
+                    lines, problem = run_worker(spec, args.timeout)
+                    res = lines[-1] if lines else {}
+                    if "unavailable" in res or "error" in res:
+                        why = " ".join(str(res.get("unavailable") or res.get("error")).split())
+                        notes.append(f"{lib} {encoding}: {why[:160]}")
+                        skip.add(lib)
+                        continue
+                    if problem or "cold" not in res:
+                        notes.append(f"{lib} {encoding} {corpus}: worker failed ({problem})")
+                        continue
+                    versions[lib] = res["version"]
+                    corpus_info[corpus] = (res["docs"], res["bytes"])
+                    if "note" in res and not trials.get(lib):
+                        notes.append(f"{lib} {encoding}: {res['note']}")
+                    trials.setdefault(lib, []).append(res)
+                    mbs = res["bytes"] / 1e6 / max(res["cold"]["seconds"], 1e-9)
+                    print(
+                        f"  {encoding:12} {corpus:8} {lib:11} cold {mbs:7.1f} MB/s"
+                        f"  ({time.perf_counter() - t0:.1f} s)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+            for lib, runs in trials.items():
+                results[(encoding, corpus, lib)] = median_result(runs)
 
-    adversarial: dict[tuple[str, str, str], dict[str, Any]] = {}
+    adversarial_trials: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     if not args.no_adversarial:
         inputs = list(adversarial_inputs())
         for encoding in args.encodings:
-            for lib in run_libs:
-                spec = {**base, "mode": "adversarial", "lib": lib, "encoding": encoding}
-                lines, problem = run_worker(spec, args.timeout)
-                if lines and ("unavailable" in lines[0] or "error" in lines[0]):
-                    continue  # already noted by the corpus run, or noted here when it was skipped
-                got = {r["input"]: r for r in lines if "input" in r}
-                for name in inputs:
-                    adversarial[(encoding, name, lib)] = got.get(name) or {
-                        "error": f"no result: {problem or 'worker ended'}"
-                    }
-                print(f"  adversarial {encoding:12} {lib:11} done", file=sys.stderr, flush=True)
+            for trial in range(args.trials):
+                for lib in run_libs:
+                    spec = {**base, "mode": "adversarial", "lib": lib, "encoding": encoding}
+                    lines, problem = run_worker(spec, args.timeout)
+                    if lines and ("unavailable" in lines[0] or "error" in lines[0]):
+                        continue  # already noted by the corpus run, or noted here when it was skipped
+                    got = {r["input"]: r for r in lines if "input" in r}
+                    for name in inputs:
+                        r = got.get(name) or {"error": f"no result: {problem or 'worker ended'}"}
+                        adversarial_trials.setdefault((encoding, name, lib), []).append(r)
+                    print(
+                        f"  adversarial {encoding:12} {lib:11} trial {trial + 1} done",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+    adversarial = adversarial_runs(adversarial_trials)
     elapsed = time.perf_counter() - t_start
 
     out: list[str] = []
@@ -514,7 +557,8 @@ def main(argv: list[str] | None = None) -> int:
             if name in corpus_info
         )
         + (f" (first {args.max_docs} docs only)" if args.max_docs else "")
-        + f". Total time {elapsed:.0f} s."
+        + f". Each figure is the median of {args.trials} fresh process(es) per library, the libraries "
+        + f"taking turns. Total time {elapsed:.0f} s."
     )
     if md:
         out.append("")
@@ -580,7 +624,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # -- adversarial
     if adversarial:
-        out.append(heading("Adversarial inputs (one call in a fresh process; ids vs tiktoken)", md))
+        out.append(heading("Adversarial inputs (ms: one call in a fresh process, median of the trials; ids vs tiktoken)", md))
         adv_rows: list[list[str]] = []
         for encoding in args.encodings:
             for name in adversarial_inputs():
