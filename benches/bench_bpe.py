@@ -624,7 +624,12 @@ def main(argv: list[str] | None = None) -> int:
 
     # -- adversarial
     if adversarial:
-        out.append(heading("Adversarial inputs (ms: one call in a fresh process, median of the trials; ids vs tiktoken)", md))
+        out.append(
+            heading(
+                "Adversarial inputs (ms: one call in a fresh process, median of the trials; ids vs tiktoken)",
+                md,
+            )
+        )
         adv_rows: list[list[str]] = []
         for encoding in args.encodings:
             for name in adversarial_inputs():

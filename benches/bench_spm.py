@@ -7,7 +7,8 @@ and against Hugging Face tokenizers on the `tokenizer.json` of the same model.
 
 Each library runs in a fresh subprocess pinned to one CPU (ferrotok's pool limited to one
 thread) and encodes each document with one call, timing only the calls: ``cold`` is the first
-pass, ``warm`` the second. MB = 10**6 UTF-8 bytes. ``mismatches`` counts documents whose ids
+pass, ``warm`` the second; each figure is the median of ``--trials`` processes (default 3), the
+libraries taking turns. MB = 10**6 UTF-8 bytes. ``mismatches`` counts documents whose ids
 differ from sentencepiece's (the reference), in either pass.
 
 Peers: kitoken (``Kitoken.from_sentencepiece_file``), looked for in this interpreter and in
@@ -23,6 +24,7 @@ no SentencePiece ``.model`` loader in the versions installed here (gigatoken rea
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from pathlib import Path
 
@@ -95,12 +97,37 @@ def run(lib: str, model: Path, corpus: Path, max_docs: int | None) -> dict:
     return run_worker(lib, __file__, args + (["--max-docs", str(max_docs)] if max_docs else []), RESULT)
 
 
+def run_trials(
+    libs: tuple[str, ...], model: Path, corpus: Path, max_docs: int | None, trials: int
+) -> list[dict]:
+    """Each library's result, the median of `trials` fresh processes, the libraries taking turns
+    (a library skipped once is skipped)."""
+    runs: dict[str, list[dict]] = {lib: [] for lib in libs}
+    for _ in range(trials):
+        for lib in libs:
+            if not any("skipped" in r for r in runs[lib]):
+                runs[lib].append(run(lib, model, corpus, max_docs))
+    results = []
+    for lib in libs:
+        rs = runs[lib]
+        skipped = [r for r in rs if "skipped" in r]
+        if skipped:
+            results.append(skipped[0])
+            continue
+        res = dict(rs[0])
+        for key in ("load_ms", "cold", "warm"):
+            res[key] = statistics.median(r[key] for r in rs)
+        results.append(res)
+    return results
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, action="append", help="a .model file (repeatable)")
     ap.add_argument("--corpus", action="append", help="names in ../shared/corpus (default en, multi)")
     ap.add_argument("--corpus-file", type=Path, help="a .jsonl.gz of {'text': ...} lines instead")
     ap.add_argument("--max-docs", type=int)
+    ap.add_argument("--trials", type=int, default=3, help="processes per library, median taken (default 3)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -121,7 +148,7 @@ def main() -> None:
                 sys.exit(f"{corpus} is absent: pass --corpus-file")
             json_file = model.suffix == ".json"
             libs = JSON_LIBS if json_file else LIBS
-            results = [run(lib, model, corpus, args.max_docs) for lib in libs]
+            results = run_trials(libs, model, corpus, args.max_docs, args.trials)
             reference = "tokenizers" if json_file else "sentencepiece"
             ref = next((r for r in results if r["lib"] == reference and "skipped" not in r), None)
             for r in results:
