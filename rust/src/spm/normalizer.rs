@@ -173,6 +173,10 @@ impl CharsMap {
 
 const PLAIN: u8 = 1;
 const PLAIN_BEFORE_ASCII: u8 = 2;
+/// The lead byte of a two- or three-byte character: copied as it is when [`Normalizer::bmp`]
+/// says so.
+const LEAD2: u8 = 3;
+const LEAD3: u8 = 4;
 
 /// What the character map does to one ASCII byte that starts no longer rule.
 #[derive(Clone, Copy)]
@@ -193,8 +197,13 @@ pub struct Normalizer {
     map: Option<CharsMap>,
     ascii: [Ascii; 128],
     /// Per byte: [`PLAIN`] when an ASCII byte is copied as it is whatever follows (`Keep`,
-    /// not a space), [`PLAIN_BEFORE_ASCII`] when it is if an ASCII byte follows, else 0.
+    /// not a space), [`PLAIN_BEFORE_ASCII`] when it is if an ASCII byte follows, [`LEAD2`] or
+    /// [`LEAD3`] for the lead byte of a character of the Basic Multilingual Plane, else 0.
     plain: [u8; 256],
+    /// One bit per BMP code point: set when no rule and no user-defined symbol starts with
+    /// the character, which is then copied as it is. Multilingual text is mostly such
+    /// characters; a bit test is cheaper than a walk of the rules for each.
+    bmp: Box<[u64]>,
     add_dummy_prefix: bool,
     remove_extra_whitespaces: bool,
     escape_whitespaces: bool,
@@ -220,6 +229,7 @@ impl Normalizer {
             map,
             ascii: [Ascii::Keep; 128],
             plain: [0; 256],
+            bmp: Box::default(),
             add_dummy_prefix: spec.add_dummy_prefix(),
             remove_extra_whitespaces: spec.remove_extra_whitespaces(),
             escape_whitespaces: spec.escape_whitespaces(),
@@ -231,9 +241,47 @@ impl Normalizer {
             _ if b == b' ' as usize => 0,
             Some(Ascii::Keep) => PLAIN,
             Some(Ascii::KeepBeforePlainByte) => PLAIN_BEFORE_ASCII,
+            _ if (0xc2..0xe0).contains(&b) => LEAD2,
+            _ if (0xe0..0xf0).contains(&b) => LEAD3,
             _ => 0,
         });
+        let mut bmp = vec![0u64; 1 << 10].into_boxed_slice();
+        for c in (0x80..=0xffff).filter_map(char::from_u32) {
+            if n.copied_as_is(c) {
+                bmp[c as usize >> 6] |= 1 << (c as u32 & 63);
+            }
+        }
+        n.bmp = bmp;
         Ok(n)
+    }
+
+    /// Whether `c` is copied as it is wherever it stands: no rule and no user-defined symbol
+    /// starts with it.
+    fn copied_as_is(&self, c: char) -> bool {
+        let mut buf = [0; 4];
+        let bytes = c.encode_utf8(&mut buf).as_bytes();
+        let user = |t: &Trie| t.walk(Trie::ROOT, bytes).is_some();
+        !self.user_defined.as_ref().is_some_and(user)
+            && !self.map.as_ref().is_some_and(|m| m.has_node(bytes))
+    }
+
+    /// The length of the character that starts `input` (at `at`) when it is a BMP character
+    /// copied as it is; `lead` is its [`LEAD2`] or [`LEAD3`] class.
+    #[inline(always)]
+    fn plain_char(&self, input: &[u8], at: usize, lead: u8) -> Option<usize> {
+        let c = if lead == LEAD2 {
+            let &[a, b] = input.get(at..at + 2)? else {
+                return None;
+            };
+            (a as usize & 0x1f) << 6 | (b as usize & 0x3f)
+        } else {
+            let &[a, b, c] = input.get(at..at + 3)? else {
+                return None;
+            };
+            (a as usize & 0x0f) << 12 | (b as usize & 0x3f) << 6 | (c as usize & 0x3f)
+        };
+        let plain = self.bmp[c >> 6] >> (c & 63) & 1 != 0;
+        plain.then_some(lead as usize - 1)
     }
 
     /// Precomputes the rule for an ASCII byte, unless a longer rule could start with it.
@@ -327,13 +375,17 @@ impl Normalizer {
         }
         let mut prev_space = self.remove_extra_whitespaces;
         while !input.is_empty() {
-            // a run of ASCII bytes kept as they are (not spaces): copied at once
+            // a run of characters kept as they are (not spaces): copied at once
             // (an ASCII byte at the end counts as followed by ASCII)
             let mut run = 0;
             while let Some(&b) = input.get(run) {
                 match self.plain[b as usize] {
                     PLAIN => run += 1,
                     PLAIN_BEFORE_ASCII if input.get(run + 1).is_none_or(|&n| n < 0x80) => run += 1,
+                    lead @ (LEAD2 | LEAD3) => match self.plain_char(input, run, lead) {
+                        Some(n) => run += n,
+                        None => break,
+                    },
                     _ => break,
                 }
             }
@@ -398,4 +450,56 @@ impl Normalizer {
 pub fn utf8_len(b: u8) -> usize {
     const LEN: [u8; 16] = [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4];
     LEN[(b >> 4) as usize] as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The nmt_nfkc normalizer of the test Unigram model, with a user-defined symbol that
+    /// starts with a BMP character.
+    fn nfkc(fast: bool) -> Normalizer {
+        let data = include_bytes!("../../../tests/data/spm-unigram.model");
+        let proto = super::super::proto::decode(data, "spm-unigram.model").unwrap();
+        let spec = proto.normalizer_spec.unwrap_or_default();
+        let user = Trie::new([("中国".as_bytes(), 7)]);
+        let mut n = Normalizer::new(&spec, false, Some(user), "spm-unigram.model").unwrap();
+        if !fast {
+            // every BMP character takes the rule walk
+            n.bmp.fill(0);
+        }
+        n
+    }
+
+    #[test]
+    fn the_bitmap_knows_ruled_characters() {
+        let n = nfkc(true);
+        let plain = |c: char| n.bmp[c as usize >> 6] >> (c as u32 & 63) & 1 != 0;
+        assert!(plain('é') && plain('ß') && plain('語'));
+        // NFKC rewrites these, composes ж with U+0306 into ӂ; 中 starts a user-defined symbol
+        assert!(!plain('Ａ') && !plain('ﬁ') && !plain('\u{3000}') && !plain('ж') && !plain('中'));
+    }
+
+    proptest! {
+        /// Copying runs of plain BMP characters at once changes nothing.
+        #[test]
+        fn plain_runs_equal_the_rule_walk(
+            chars in prop::collection::vec(
+                prop::sample::select(vec![
+                    "a", " ", "  ", "é", "e\u{301}", "\u{301}", "\u{306}", "ж", "ß", "語", "中", "国", "中国",
+                    "Ａ", "ﬁ", "\u{3000}", "①", "▁", "😀", "\u{ff9e}", "ｶ", "\n", "~",
+                ]),
+                0..30,
+            ),
+        ) {
+            let text = chars.concat();
+            static PAIR: std::sync::LazyLock<(Normalizer, Normalizer)> =
+                std::sync::LazyLock::new(|| (nfkc(true), nfkc(false)));
+            let (mut fast, mut slow) = (Vec::new(), Vec::new());
+            PAIR.0.normalize(&text, &mut fast);
+            PAIR.1.normalize(&text, &mut slow);
+            prop_assert_eq!(fast, slow);
+        }
+    }
 }
