@@ -177,6 +177,9 @@ const PLAIN_BEFORE_ASCII: u8 = 2;
 /// says so.
 const LEAD2: u8 = 3;
 const LEAD3: u8 = 4;
+/// A space that no rule rewrites or extends: escaped (or dropped as an extra space) without
+/// the general path.
+const KEPT_SPACE: u8 = 5;
 
 /// What the character map does to one ASCII byte that starts no longer rule.
 #[derive(Clone, Copy)]
@@ -198,7 +201,8 @@ pub struct Normalizer {
     ascii: [Ascii; 128],
     /// Per byte: [`PLAIN`] when an ASCII byte is copied as it is whatever follows (`Keep`,
     /// not a space), [`PLAIN_BEFORE_ASCII`] when it is if an ASCII byte follows, [`LEAD2`] or
-    /// [`LEAD3`] for the lead byte of a character of the Basic Multilingual Plane, else 0.
+    /// [`LEAD3`] for the lead byte of a character of the Basic Multilingual Plane,
+    /// [`KEPT_SPACE`] for a space kept as a space, else 0.
     plain: [u8; 256],
     /// One bit per BMP code point: set when no rule and no user-defined symbol starts with
     /// the character, which is then copied as it is. Multilingual text is mostly such
@@ -238,6 +242,7 @@ impl Normalizer {
         };
         n.ascii = std::array::from_fn(|b| n.classify_ascii(b as u8));
         n.plain = std::array::from_fn(|b| match n.ascii.get(b) {
+            Some(Ascii::Keep) if b == b' ' as usize => KEPT_SPACE,
             _ if b == b' ' as usize => 0,
             Some(Ascii::Keep) => PLAIN,
             Some(Ascii::KeepBeforePlainByte) => PLAIN_BEFORE_ASCII,
@@ -395,6 +400,15 @@ impl Normalizer {
                 prev_space = false;
                 continue;
             }
+            if self.plain[input[0] as usize] == KEPT_SPACE {
+                // what the general path does with a space, one per word of most texts
+                if !prev_space {
+                    out.extend_from_slice(space);
+                }
+                prev_space = self.remove_extra_whitespaces;
+                input = &input[1..];
+                continue;
+            }
             let (mut s, n) = self.prefix(input);
             if prev_space {
                 while let [b' ', rest @ ..] = s {
@@ -466,8 +480,9 @@ mod tests {
         let user = Trie::new([("中国".as_bytes(), 7)]);
         let mut n = Normalizer::new(&spec, false, Some(user), "spm-unigram.model").unwrap();
         if !fast {
-            // every BMP character takes the rule walk
+            // every BMP character and every space takes the general path
             n.bmp.fill(0);
+            n.plain[b' ' as usize] = 0;
         }
         n
     }
@@ -477,29 +492,41 @@ mod tests {
         let n = nfkc(true);
         let plain = |c: char| n.bmp[c as usize >> 6] >> (c as u32 & 63) & 1 != 0;
         assert!(plain('é') && plain('ß') && plain('語'));
+        assert_eq!(n.plain[b' ' as usize], KEPT_SPACE);
         // NFKC rewrites these, composes ж with U+0306 into ӂ; 中 starts a user-defined symbol
         assert!(!plain('Ａ') && !plain('ﬁ') && !plain('\u{3000}') && !plain('ж') && !plain('中'));
     }
 
     proptest! {
-        /// Copying runs of plain BMP characters at once changes nothing.
+        /// Copying runs of plain BMP characters at once, and escaping spaces, changes nothing
+        /// (with and without `remove_extra_whitespaces`).
         #[test]
         fn plain_runs_equal_the_rule_walk(
             chars in prop::collection::vec(
                 prop::sample::select(vec![
-                    "a", " ", "  ", "é", "e\u{301}", "\u{301}", "\u{306}", "ж", "ß", "語", "中", "国", "中国",
-                    "Ａ", "ﬁ", "\u{3000}", "①", "▁", "😀", "\u{ff9e}", "ｶ", "\n", "~",
+                    "a", " ", "  ", "é", "e\u{301}", "\u{301}", "\u{306}", "ж", "ß", "語", "中",
+                    "国", "中国", "Ａ", "ﬁ", "\u{3000}", "①", "▁", "😀", "\u{ff9e}", "ｶ", "\n",
+                    "~",
                 ]),
                 0..30,
             ),
+            extra in any::<bool>(),
         ) {
+            static BOTH: std::sync::LazyLock<[(Normalizer, Normalizer); 2]> =
+                std::sync::LazyLock::new(|| {
+                    [false, true].map(|extra| {
+                        let (mut fast, mut slow) = (nfkc(true), nfkc(false));
+                        fast.remove_extra_whitespaces = extra;
+                        slow.remove_extra_whitespaces = extra;
+                        (fast, slow)
+                    })
+                });
             let text = chars.concat();
-            static PAIR: std::sync::LazyLock<(Normalizer, Normalizer)> =
-                std::sync::LazyLock::new(|| (nfkc(true), nfkc(false)));
-            let (mut fast, mut slow) = (Vec::new(), Vec::new());
-            PAIR.0.normalize(&text, &mut fast);
-            PAIR.1.normalize(&text, &mut slow);
-            prop_assert_eq!(fast, slow);
+            let (fast, slow) = &BOTH[extra as usize];
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            fast.normalize(&text, &mut a);
+            slow.normalize(&text, &mut b);
+            prop_assert_eq!(a, b);
         }
     }
 }
