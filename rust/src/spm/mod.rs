@@ -50,6 +50,12 @@
 //! - The normalizer precomputes the character map's answer for ASCII bytes, and copies runs
 //!   of ASCII that no rule rewrites at once (a letter that NFKC would compose with a
 //!   following combining mark counts when an ASCII byte follows it).
+//! - Runs of BMP characters that no rule and no user-defined symbol starts with are copied at
+//!   once too, told by a bitmap built at load (+1.3 ms); a space that no rule rewrites is
+//!   escaped without the rule lookup. Rust loop, interleaved A/B, 12 rounds, cold / warm:
+//!   Unigram multi +6% / +8%, then Unigram en +5% / +7%; Mistral multi +4%, en unchanged.
+//!   Tried and dropped: alphanumeric runs found 16 bytes at a time (Unigram en warm x1.006),
+//!   and a per-thread buffer for the normalized text (no gain).
 
 mod bpe;
 mod normalizer;
