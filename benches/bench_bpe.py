@@ -522,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
             for lib, runs in trials.items():
                 results[(encoding, corpus, lib)] = median_result(runs)
 
-    adversarial_trials: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    adversarial_trials: dict[Key, list[dict[str, Any]]] = {}
     if not args.no_adversarial:
         inputs = list(adversarial_inputs())
         for encoding in args.encodings:

@@ -60,9 +60,15 @@ impl<T: Copy> HugeSlice<T> {
         }
     }
 
-    /// The allocator's layout for `len` elements (when not mapped in huge pages).
+    /// The allocator's layout for `len` elements (when not mapped): aligned to and a multiple
+    /// of [`HUGE`] from that size on, as a mapping would be.
     fn layout(len: usize) -> Layout {
-        Layout::array::<T>(len).expect("table size overflows")
+        let layout = Layout::array::<T>(len).expect("table size overflows");
+        if layout.size() < HUGE {
+            return layout;
+        }
+        Layout::from_size_align(layout.size().next_multiple_of(HUGE), HUGE)
+            .expect("table size overflows")
     }
 }
 

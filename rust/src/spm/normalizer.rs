@@ -274,19 +274,20 @@ impl Normalizer {
     /// copied as it is; `lead` is its [`LEAD2`] or [`LEAD3`] class.
     #[inline(always)]
     fn plain_char(&self, input: &[u8], at: usize, lead: u8) -> Option<usize> {
-        let c = if lead == LEAD2 {
+        let (len, c) = if lead == LEAD2 {
             let &[a, b] = input.get(at..at + 2)? else {
                 return None;
             };
-            (a as usize & 0x1f) << 6 | (b as usize & 0x3f)
+            (2, (a as usize & 0x1f) << 6 | (b as usize & 0x3f))
         } else {
             let &[a, b, c] = input.get(at..at + 3)? else {
                 return None;
             };
-            (a as usize & 0x0f) << 12 | (b as usize & 0x3f) << 6 | (c as usize & 0x3f)
+            let c = (a as usize & 0x0f) << 12 | (b as usize & 0x3f) << 6 | (c as usize & 0x3f);
+            (3, c)
         };
         let plain = self.bmp[c >> 6] >> (c & 63) & 1 != 0;
-        plain.then_some(lead as usize - 1)
+        plain.then_some(len)
     }
 
     /// Precomputes the rule for an ASCII byte, unless a longer rule could start with it.
