@@ -18,7 +18,6 @@ chunks of the vocabulary (to bound the memory of a float32 copy of a compressed 
 
 from __future__ import annotations
 
-import difflib
 import operator
 import os
 from typing import Any, Literal, NamedTuple
@@ -225,6 +224,8 @@ class Embedding:
         with safe_open(path, framework="numpy") as f:
             names = list(f.keys())
             if name not in names:
+                import difflib  # only for this message: its import costs a millisecond
+
                 close = difflib.get_close_matches(name, names, n=5, cutoff=0.3)
                 rest = [n for n in sorted(names) if n not in close]
                 shown = close + rest[: max(0, 20 - len(close))]

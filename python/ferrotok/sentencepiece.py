@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import random
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -272,7 +271,7 @@ def _sampling(alpha: float | None, seed: int | None) -> tuple[float | None, int]
         if not alpha >= 0.0 or alpha == float("inf"):
             raise ValueError(f"alpha must be a finite number >= 0, got {alpha}")
     if seed is None:
-        seed = random.getrandbits(64)
+        seed = int.from_bytes(os.urandom(8), "little")
     elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
         raise ValueError(f"seed must be an int in [0, 2**64), got {seed!r}")
     return alpha, int(seed)

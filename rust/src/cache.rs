@@ -16,7 +16,7 @@ use std::cell::RefCell;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
-use crate::huge::HugeSlice;
+use crate::huge::{HugeSlice, Zeroable};
 use crate::vocab::{hash_bytes, pack_short, prefetch, Vocab};
 
 /// Key arena size at which a cache starts over.
@@ -39,6 +39,9 @@ struct Slot {
     vals: u32,
     vals_len: u32,
 }
+
+// SAFETY: integers only; the zeroed slot is the empty one.
+unsafe impl Zeroable for Slot {}
 
 /// The first 16 bytes of a non-empty key, as [`Slot::head`] holds them.
 #[inline(always)]
@@ -190,7 +193,7 @@ impl<V: Copy> WordCache<V> {
     /// Doubles the table (1024 slots at first) and places every word again.
     fn grow(&mut self) {
         let size = (2 * self.slots.len()).max(1024);
-        let old = std::mem::replace(&mut self.slots, HugeSlice::filled(size, Slot::default()));
+        let old = std::mem::replace(&mut self.slots, HugeSlice::zeroed(size));
         for &s in old.iter().filter(|s| s.len != 0) {
             let h = hash_bytes(&self.keys[s.key as usize..(s.key + s.len) as usize]);
             self.place(s, h);

@@ -10,7 +10,7 @@
 //! once the process has freed some, as it has after reading a corpus. Elsewhere, or when the
 //! kernel declines, this is ordinary memory.
 
-use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
+use std::alloc::{alloc_zeroed, dealloc, handle_alloc_error, Layout};
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 
@@ -30,9 +30,23 @@ unsafe impl<T: Copy + Send> Send for HugeSlice<T> {}
 // SAFETY: as for `Box<[T]>`, shared access only reads.
 unsafe impl<T: Copy + Sync> Sync for HugeSlice<T> {}
 
-impl<T: Copy> HugeSlice<T> {
-    /// `len` copies of `value`.
-    pub fn filled(len: usize, value: T) -> Self {
+/// Plain data for which all-zero bytes are a valid value: the tables start zeroed, which
+/// fresh pages from the kernel already are.
+///
+/// # Safety
+/// All-zero bytes must be a valid value of the type (integers and structs or arrays of them).
+pub(crate) unsafe trait Zeroable: Copy {}
+
+// SAFETY: integers.
+unsafe impl Zeroable for u64 {}
+// SAFETY: an array of integers.
+unsafe impl Zeroable for [u64; 2] {}
+
+impl<T: Zeroable> HugeSlice<T> {
+    /// `len` zeroed elements. A huge table comes zeroed from the kernel, so nothing is written:
+    /// its pages are cleared when first touched, and a build that fills it touches each page
+    /// once instead of twice.
+    pub fn zeroed(len: usize) -> Self {
         let size = len
             .checked_mul(size_of::<T>())
             .expect("table size overflows");
@@ -43,23 +57,19 @@ impl<T: Copy> HugeSlice<T> {
             None => {
                 let layout = Self::layout(len);
                 // SAFETY: the layout's size is not zero.
-                let raw = unsafe { alloc(layout) };
+                let raw = unsafe { alloc_zeroed(layout) };
                 NonNull::new(raw.cast::<T>()).unwrap_or_else(|| handle_alloc_error(layout))
             }
         };
-        // SAFETY: the allocation holds `len` elements; each is written once.
-        unsafe {
-            for i in 0..len {
-                ptr.as_ptr().add(i).write(value);
-            }
-        }
         HugeSlice {
             ptr,
             len,
             mapped: mapped.is_some(),
         }
     }
+}
 
+impl<T: Copy> HugeSlice<T> {
     /// The allocator's layout for `len` elements (when not mapped): aligned to and a multiple
     /// of [`HUGE`] from that size on, as a mapping would be.
     fn layout(len: usize) -> Layout {
@@ -132,7 +142,7 @@ impl<T: Copy> Drop for HugeSlice<T> {
         if self.mapped {
             huge_free(self.ptr.as_ptr().cast(), size);
         } else if size > 0 {
-            // SAFETY: allocated in `filled` with this same layout.
+            // SAFETY: allocated in `zeroed` with this same layout.
             unsafe { dealloc(self.ptr.as_ptr().cast(), Self::layout(self.len)) }
         }
     }
@@ -157,26 +167,17 @@ impl<T: Copy> DerefMut for HugeSlice<T> {
     }
 }
 
-impl<T: Copy + Default> Default for HugeSlice<T> {
+impl<T: Zeroable> Default for HugeSlice<T> {
     fn default() -> Self {
-        HugeSlice::filled(0, T::default())
+        HugeSlice::zeroed(0)
     }
 }
 
-impl<T: Copy> Clone for HugeSlice<T> {
+impl<T: Zeroable> Clone for HugeSlice<T> {
     fn clone(&self) -> Self {
-        match self.first() {
-            Some(&v) => {
-                let mut copy = HugeSlice::filled(self.len, v);
-                copy.copy_from_slice(self);
-                copy
-            }
-            None => HugeSlice {
-                ptr: NonNull::dangling(),
-                len: 0,
-                mapped: false,
-            },
-        }
+        let mut copy = HugeSlice::zeroed(self.len);
+        copy.copy_from_slice(self);
+        copy
     }
 }
 
@@ -187,9 +188,9 @@ mod tests {
     #[test]
     fn small_and_huge_tables_hold_their_values() {
         for len in [0, 1, 1000, (HUGE / 16) + 3] {
-            let mut t = HugeSlice::filled(len, [7u64, 9]);
+            let mut t = HugeSlice::<[u64; 2]>::zeroed(len);
             assert_eq!(t.len(), len);
-            assert!(t.iter().all(|&v| v == [7, 9]));
+            assert!(t.iter().all(|&v| v == [0, 0]));
             if let Some(last) = t.last_mut() {
                 *last = [1, 2];
             }

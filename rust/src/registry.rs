@@ -79,7 +79,7 @@ pub fn load(name: &str) -> Result<Bpe> {
             name: name.to_string(),
             known: names().collect::<Vec<_>>().join(", "),
         })?;
-    let vocab = Vocab::from_compact(e.data, e.name)?;
+    let vocab = Vocab::from_static_compact(e.data, e.name)?;
     let specials = e
         .specials
         .iter()

@@ -60,7 +60,9 @@ impl Default for PairMemo {
 impl PairMemo {
     fn with_slots(n: usize) -> Self {
         PairMemo {
-            slots: vec![(u64::MAX, NONE); n].into_boxed_slice(),
+            // all-zero, so the allocator's zeroed pages serve (nothing written or touched up
+            // front: a fresh thread's first encode took 0.3 ms more to fill 1 MiB)
+            slots: vec![(0, 0); n].into_boxed_slice(),
             shift: 64 - n.trailing_zeros(),
         }
     }
@@ -98,9 +100,11 @@ impl PairMemo {
         crate::vocab::prefetch(&self.slots[self.slot(Self::key(left, right))]);
     }
 
+    /// The pair's key, complemented so that no pair has the empty slot's key 0 (ids are
+    /// below `NONE`).
     #[inline(always)]
     fn key(left: Rank, right: Rank) -> u64 {
-        (left as u64) << 32 | right as u64
+        !((left as u64) << 32 | right as u64)
     }
 
     #[inline(always)]
