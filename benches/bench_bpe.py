@@ -28,7 +28,6 @@ import argparse
 import base64
 import gc
 import gzip
-import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -43,7 +42,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from timing import compile_ferrotok
+from timing import compile_ferrotok, digest
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parents[1] / "shared"  # ../shared beside the repository
@@ -101,12 +100,6 @@ def _reset_peak_rss() -> None:
             f.write("5")
     except OSError:
         pass
-
-
-def _digest(ids: Any) -> str:
-    import numpy as np
-
-    return hashlib.blake2b(np.asarray(ids, dtype=np.uint32).tobytes(), digest_size=8).hexdigest()
 
 
 def _rank_file(vocab_dir: Path, encoding: str) -> Path:
@@ -236,7 +229,7 @@ def worker_corpus(spec: dict[str, Any]) -> None:
                 continue
             seconds += time.perf_counter() - t
             tokens += len(ids)
-            digests.append(_digest(ids))
+            digests.append(digest(ids))
             last = ids
         out[name] = {"seconds": seconds, "tokens": tokens, "digests": digests, "errors": errors}
     peak_kb = _status_kb("VmHWM")
@@ -264,7 +257,7 @@ def worker_adversarial(spec: dict[str, Any]) -> None:
             _emit({"input": name, "ms": ms, "error": _short_error(exc)})
             continue
         ms = (time.perf_counter() - t) * 1e3
-        _emit({"input": name, "ms": ms, "tokens": len(ids), "digest": _digest(ids)})
+        _emit({"input": name, "ms": ms, "tokens": len(ids), "digest": digest(ids)})
 
 
 def worker_main(spec: dict[str, Any]) -> None:
