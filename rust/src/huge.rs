@@ -41,11 +41,16 @@ pub(crate) unsafe trait Zeroable: Copy {}
 unsafe impl Zeroable for u64 {}
 // SAFETY: an array of integers.
 unsafe impl Zeroable for [u64; 2] {}
+// SAFETY: integers (the padding is not read).
+unsafe impl Zeroable for (u64, u32) {}
 
 impl<T: Zeroable> HugeSlice<T> {
-    /// `len` zeroed elements. A huge table comes zeroed from the kernel, so nothing is written:
-    /// its pages are cleared when first touched, and a build that fills it touches each page
-    /// once instead of twice.
+    /// `len` zeroed elements, their pages in memory and written. Tables are read before they
+    /// are written (a probe first), and a page whose first touch is a read maps the shared zero
+    /// page: the first write to it then faults again and, while other threads of the process
+    /// run, interrupts their CPUs to flush the old mapping (3% of a two-thread batch's first
+    /// pass here). A huge table is populated by the kernel in one call; a smaller one comes
+    /// zeroed from the allocator and has a byte of each page written.
     pub fn zeroed(len: usize) -> Self {
         let size = len
             .checked_mul(size_of::<T>())
@@ -58,7 +63,10 @@ impl<T: Zeroable> HugeSlice<T> {
                 let layout = Self::layout(len);
                 // SAFETY: the layout's size is not zero.
                 let raw = unsafe { alloc_zeroed(layout) };
-                NonNull::new(raw.cast::<T>()).unwrap_or_else(|| handle_alloc_error(layout))
+                let raw = NonNull::new(raw).unwrap_or_else(|| handle_alloc_error(layout));
+                // SAFETY: the allocation holds `size` bytes.
+                unsafe { touch_pages(raw.as_ptr(), size) };
+                raw.cast::<T>()
             }
         };
         HugeSlice {
@@ -79,6 +87,20 @@ impl<T: Copy> HugeSlice<T> {
         }
         Layout::from_size_align(layout.size().next_multiple_of(HUGE), HUGE)
             .expect("table size overflows")
+    }
+}
+
+/// Writes a zero byte to every 4 KB page of `ptr..ptr + size`, zeroed memory: so that each
+/// page is faulted in writable, not as the shared zero page (see [`HugeSlice::zeroed`]). The
+/// writes are volatile because a compiler may otherwise drop writes of zeros to memory known
+/// zeroed, or turn an allocation followed by a zeroing into one zeroed allocation, which is
+/// the lazy mapping this avoids.
+///
+/// # Safety
+/// `ptr..ptr + size` must be writable memory that holds zeros.
+unsafe fn touch_pages(ptr: *mut u8, size: usize) {
+    for offset in (0..size).step_by(4096) {
+        ptr.add(offset).write_volatile(0);
     }
 }
 
@@ -114,6 +136,11 @@ fn huge_alloc(size: usize) -> Option<NonNull<u8>> {
         }
         // a hint: if the kernel refuses it, the pages are ordinary ones
         libc::madvise(start as *mut libc::c_void, size, libc::MADV_HUGEPAGE);
+        // in memory and writable now (see `zeroed`); kernels before 5.14 refuse, and the
+        // pages are written instead
+        if libc::madvise(start as *mut libc::c_void, size, libc::MADV_POPULATE_WRITE) != 0 {
+            touch_pages(start as *mut u8, size);
+        }
         NonNull::new(start as *mut u8)
     }
 }

@@ -16,6 +16,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
+use crate::huge::HugeSlice;
 use crate::vocab::{Rank, Vocab};
 
 /// Pieces longer than this take the heap path.
@@ -47,7 +48,7 @@ fn pair_rank(vocab: &Vocab, piece: &[u8], start: usize, end: usize) -> Rank {
 /// (The long-piece search keeps a second one for another fact of a pair alone: whether it
 /// is valid.)
 pub struct PairMemo {
-    slots: Box<[(u64, Rank)]>,
+    slots: HugeSlice<(u64, Rank)>,
     shift: u32,
 }
 
@@ -60,9 +61,8 @@ impl Default for PairMemo {
 impl PairMemo {
     fn with_slots(n: usize) -> Self {
         PairMemo {
-            // all-zero, so the allocator's zeroed pages serve (nothing written or touched up
-            // front: a fresh thread's first encode took 0.3 ms more to fill 1 MiB)
-            slots: vec![(0, 0); n].into_boxed_slice(),
+            // written, not calloc'd: see `HugeSlice::zeroed`
+            slots: HugeSlice::zeroed(n),
             shift: 64 - n.trailing_zeros(),
         }
     }
