@@ -437,7 +437,7 @@ impl Probe {
 }
 
 /// One slot of [`TokenMap`]: `len == 0` marks an empty slot.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 struct Slot {
     /// The token's bytes packed little-endian (up to 8 bytes), its first 8 bytes (9 to 16
     /// bytes, the last 8 in [`TokenMap::tails`]), or a hash (longer tokens).
