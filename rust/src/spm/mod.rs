@@ -77,26 +77,31 @@ use proto::{ModelType, PieceType};
 /// ASCII characters that no piece so joins, no merge (BPE) and no lattice edge (Unigram)
 /// crosses, so a word can be cut there and its parts solved alone, like the words between
 /// `▁`s: a word and its punctuation ("▁running" and ",") become parts already known.
-pub(crate) struct Joins(Box<[u128; 128]>);
+pub(crate) struct Joins {
+    /// 1 at `a << 8 | b` when `a` and `b` are ASCII and no piece holds them side by side:
+    /// one load per byte pair, whatever the bytes.
+    cut: Box<[u8; 1 << 16]>,
+}
 
 impl Joins {
     pub(crate) fn new<'a>(pieces: impl Iterator<Item = &'a [u8]>) -> Self {
-        let mut rows = Box::new([0u128; 128]);
+        let mut cut: Box<[u8; 1 << 16]> = vec![0; 1 << 16].into_boxed_slice().try_into().unwrap();
+        for a in 0..0x80 {
+            cut[a << 8..a << 8 | 0x80].fill(1);
+        }
         for p in pieces {
             for w in p.windows(2) {
-                if w[0] < 0x80 && w[1] < 0x80 {
-                    rows[w[0] as usize] |= 1 << w[1];
-                }
+                cut[(w[0] as usize) << 8 | w[1] as usize] = 0;
             }
         }
-        Joins(rows)
+        Joins { cut }
     }
 
     /// Never cut beside the ASCII character `c`.
     pub(crate) fn join_all(&mut self, c: u8) {
-        self.0[c as usize] = !0;
-        for row in self.0.iter_mut() {
-            *row |= 1 << c;
+        for x in 0..=0xff {
+            self.cut[(c as usize) << 8 | x] = 0;
+            self.cut[x << 8 | c as usize] = 0;
         }
     }
 
@@ -107,37 +112,60 @@ impl Joins {
         text: &'a [u8],
         spaces: SpaceCuts,
     ) -> impl Iterator<Item = std::ops::Range<usize>> + 'a {
-        let space = SPACE.as_bytes();
-        // whether to cut before `▁` at all, and also after another `▁`
-        let (at_spaces, within_runs) = match spaces {
-            SpaceCuts::None => (false, false),
-            SpaceCuts::Each => (true, true),
-            SpaceCuts::RunStarts => (true, false),
-        };
+        // The cuts of 64 positions at a time, as a bit mask made without a branch per byte:
+        // in words of a few bytes, a branch per byte is mispredicted at every word.
         let (mut start, end) = (0, text.len());
-        let mut at = 1;
-        std::iter::from_fn(move || {
+        let (mut base, mut next, mut mask, mut spaces_before) = (0, 0, 0u64, 0u64);
+        std::iter::from_fn(move || loop {
+            if mask != 0 {
+                let at = base + mask.trailing_zeros() as usize;
+                mask &= mask - 1;
+                return Some(std::mem::replace(&mut start, at)..at);
+            }
             if start >= end {
                 return None;
             }
-            while at < end {
-                let (a, b) = (text[at - 1], text[at]);
-                let cut = if b < 0x80 {
-                    a < 0x80 && self.0[a as usize] >> b & 1 == 0
-                } else {
-                    // (the first byte alone rules out almost every other byte)
-                    at_spaces
-                        && b == space[0]
-                        && text.get(at + 1..at + 3) == Some(&space[1..])
-                        && (within_runs || !text[..at].ends_with(space))
-                };
-                at += 1;
-                if cut {
-                    return Some(std::mem::replace(&mut start, at - 1)..at - 1);
-                }
+            if next >= end {
+                return Some(std::mem::replace(&mut start, end)..end);
             }
-            Some(std::mem::replace(&mut start, end)..end)
+            base = next;
+            next += 64;
+            let (cuts, at_spaces) = self.cuts(text, base);
+            mask = match spaces {
+                SpaceCuts::None => cuts,
+                SpaceCuts::Each => cuts | at_spaces,
+                // not where a `▁` ends 3 bytes before (in this window or the one before)
+                SpaceCuts::RunStarts => cuts | at_spaces & !(at_spaces << 3 | spaces_before >> 61),
+            };
+            spaces_before = at_spaces;
+            // never at the start
+            mask &= !((base == 0) as u64);
         })
+    }
+
+    /// For the 64 positions from `base`: bit `i` set in the first mask when `text[base + i]`
+    /// and the byte before are ASCII that no piece joins, in the second when a `▁` starts
+    /// there.
+    #[inline]
+    fn cuts(&self, text: &[u8], base: usize) -> (u64, u64) {
+        let lead = SPACE.as_bytes()[0];
+        let end = (base + 64).min(text.len());
+        let (mut cuts, mut leads) = (0u64, (text[base] == lead) as u64);
+        for at in base.max(1)..end {
+            let (a, b) = (text[at - 1], text[at]);
+            cuts |= (self.cut[(a as usize) << 8 | b as usize] as u64) << (at - base);
+            leads |= ((b == lead) as u64) << (at - base);
+        }
+        // most lead bytes 0xE2 start a `▁` in text that has spaces: check each
+        let mut spaces = leads;
+        while leads != 0 {
+            let at = base + leads.trailing_zeros() as usize;
+            if text.get(at + 1..at + 3) != Some(&SPACE.as_bytes()[1..]) {
+                spaces &= !(1 << (at - base));
+            }
+            leads &= leads - 1;
+        }
+        (cuts, spaces)
     }
 }
 
@@ -594,14 +622,17 @@ mod tests {
 
     /// The parts of `text[word]`, cut between the ASCII characters no piece joins.
     fn word_parts<'a>(
-        joins: &'a Joins,
+        pieces: &'a [String],
         text: &'a [u8],
         word: std::ops::Range<usize>,
     ) -> impl Iterator<Item = std::ops::Range<usize>> + 'a {
         let mut cuts: Vec<usize> = (word.start + 1..word.end)
             .filter(|&at| {
-                let (a, b) = (text[at - 1], text[at]);
-                a < 0x80 && b < 0x80 && joins.0[a as usize] >> b & 1 == 0
+                let pair = &text[at - 1..=at];
+                pair.is_ascii()
+                    && !pieces
+                        .iter()
+                        .any(|p| p.as_bytes().windows(2).any(|w| w == pair))
             })
             .collect();
         cuts.insert(0, word.start);
@@ -617,7 +648,7 @@ mod tests {
         fn parts_equal_words_then_parts(
             chars in prop::collection::vec(
                 prop::sample::select(vec!["▁", "a", "b", ",", ".", " ", "é", "中", "▂", "\u{2580}"]),
-                0..40,
+                0..100,
             ),
             pieces in prop::collection::vec(
                 prop::collection::vec(prop::sample::select(vec!["▁", "a", "b", ",", "é"]), 1..4)
@@ -628,20 +659,21 @@ mod tests {
             let text = chars.concat();
             let text = text.as_bytes();
             let joins = Joins::new(pieces.iter().map(|p| p.as_bytes()));
-            let whole: Vec<_> = word_parts(&joins, text, 0..text.len()).collect();
+            let whole: Vec<_> = word_parts(&pieces, text, 0..text.len()).collect();
             prop_assert_eq!(joins.parts(text, SpaceCuts::None).collect::<Vec<_>>(), whole);
             let runs: Vec<_> = words_at_spaces(text)
-                .flat_map(|w| word_parts(&joins, text, w))
+                .flat_map(|w| word_parts(&pieces, text, w))
                 .collect();
             prop_assert_eq!(joins.parts(text, SpaceCuts::RunStarts).collect::<Vec<_>>(), runs);
-            let mut start = 0;
-            let each: Vec<_> = memchr::memmem::find_iter(text, SPACE.as_bytes())
-                .filter(|&p| p > 0)
-                .chain([text.len()])
-                .filter(|&end| end > 0)
-                .map(|end| std::mem::replace(&mut start, end)..end)
-                .flat_map(|w| word_parts(&joins, text, w))
-                .collect();
+            // the words: a new one at each `▁` but the first character
+            let mut each: Vec<std::ops::Range<usize>> = Vec::new();
+            for (at, c) in chars.concat().char_indices() {
+                match each.last_mut() {
+                    Some(w) if c != SPACE_CHAR => w.end = at + c.len_utf8(),
+                    _ => each.push(at..at + c.len_utf8()),
+                }
+            }
+            let each: Vec<_> = each.into_iter().flat_map(|w| word_parts(&pieces, text, w)).collect();
             prop_assert_eq!(joins.parts(text, SpaceCuts::Each).collect::<Vec<_>>(), each);
         }
     }
