@@ -19,10 +19,11 @@ use std::collections::BinaryHeap;
 
 use rustc_hash::FxHashMap;
 
-use crate::cache::with_span_cache;
+use crate::cache::{with_span_cache, Groups, MAX_CACHED_WORD};
 use crate::error::{Error, Result};
 use crate::pipeline::TokenTable;
 use crate::spm::{Joins, SpaceCuts};
+use crate::vocab::hash_bytes;
 
 const NONE: u32 = u32::MAX;
 const SPACE: &str = "\u{2581}";
@@ -196,27 +197,44 @@ impl CharBpe {
                 return;
             }
         }
+        let bytes = word.as_bytes();
+        let spaces = if self.cut_at_space {
+            SpaceCuts::RunStarts
+        } else {
+            SpaceCuts::None
+        };
         with_span_cache(self.cache_owner, |cache| {
             let mut syms = Vec::new();
-            let mut part = |start: usize, end: usize| {
-                let mark = out.len();
-                let Ok(()) = cache.get_or_make(&word.as_bytes()[start..end], out, |out| {
-                    self.merge_word(&word[start..end], &mut syms, out);
-                    Ok::<_, std::convert::Infallible>(())
-                });
-                for t in &mut out[mark..] {
-                    t.1 += start as u32;
-                    t.2 += start as u32;
+            // Looked up a group at a time, the group's slots and then values prefetched first:
+            // a warm pass waits on these reads (see `crate::cache`).
+            let mut groups = Groups::new(self.joins.parts(bytes, spaces));
+            while let Some(group) = groups.next(|r| {
+                let h = (r.len() <= MAX_CACHED_WORD).then(|| hash_bytes(&bytes[r.clone()]));
+                if let Some(h) = h {
+                    cache.prefetch_slot(h);
                 }
-            };
-            let bytes = word.as_bytes();
-            let spaces = if self.cut_at_space {
-                SpaceCuts::RunStarts
-            } else {
-                SpaceCuts::None
-            };
-            for range in self.joins.parts(bytes, spaces) {
-                part(range.start, range.end);
+                // (a part too long to cache is never found, whatever its hash)
+                (r.start, r.end, h.unwrap_or(0))
+            }) {
+                for &(start, end, h) in group {
+                    cache.prefetch_values(&bytes[start..end], h);
+                }
+                for &(start, end, h) in group {
+                    let at = start as u32;
+                    // the cached spans, moved to where the part starts (one pass, no memcpy
+                    // call for the one to three tokens of most parts)
+                    if let Some(vals) = cache.get_hashed(&bytes[start..end], h) {
+                        out.extend(vals.iter().map(|&(id, s, e)| (id, s + at, e + at)));
+                        continue;
+                    }
+                    let mark = out.len();
+                    self.merge_word(&word[start..end], &mut syms, out);
+                    cache.put_hashed(&bytes[start..end], h, &out[mark..]);
+                    for t in &mut out[mark..] {
+                        t.1 += at;
+                        t.2 += at;
+                    }
+                }
             }
         })
     }

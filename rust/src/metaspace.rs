@@ -91,6 +91,9 @@ impl MetaspaceSplitter {
         for step in &self.steps {
             match step {
                 Step::Prepend(s) => prepend(buf, s),
+                Step::Replace(Pattern::Literal(from), to) if from.len() == 1 => {
+                    replace_byte(buf, from.as_bytes()[0], to)
+                }
                 Step::Replace(Pattern::Literal(from), to) => {
                     let matches: Vec<_> = buf
                         .word
@@ -116,13 +119,7 @@ impl MetaspaceSplitter {
         // after WhitespaceSplit no word holds a space left for Metaspace to replace
         if let Some(m) = self.pre.as_ref().filter(|_| !self.whitespace_split) {
             let mut rep = [0u8; 4];
-            let rep: &str = m.replacement.encode_utf8(&mut rep);
-            let spaces: Vec<_> = buf
-                .word
-                .match_indices(' ')
-                .map(|(p, _)| (p, p + 1))
-                .collect();
-            replace(buf, &spaces, rep);
+            replace_byte(buf, b' ', m.replacement.encode_utf8(&mut rep));
         }
         let whole = std::mem::take(buf);
         let mut res = Ok(());
@@ -252,6 +249,45 @@ fn replace(buf: &mut WordBuf, matches: &[(usize, usize)], to: &str) {
     }
     buf.word.push_str(&old.word[last..]);
     buf.align.extend_from_slice(&old.align[last..]);
+}
+
+/// [`replace`] of each occurrence of the one-byte string `from` (ASCII: a character of its
+/// own): in one pass with no branch per byte when `to` has at most 4 bytes. Words of a few
+/// letters hold a space every few bytes, and a branch or a copy per match costs more than
+/// the bytes between.
+fn replace_byte(buf: &mut WordBuf, from: u8, to: &str) {
+    assert!(from.is_ascii(), "a one-byte string is ASCII");
+    let hits = memchr::memchr_iter(from, buf.word.as_bytes()).count();
+    if hits == 0 {
+        return;
+    }
+    if to.len() > 4 {
+        let matches: Vec<_> = memchr::memchr_iter(from, buf.word.as_bytes())
+            .map(|p| (p, p + 1))
+            .collect();
+        return replace(buf, &matches, to);
+    }
+    let mut to_word = [0u8; 4];
+    to_word[..to.len()].copy_from_slice(to.as_bytes());
+    let to_word = u32::from_le_bytes(to_word);
+    // 4 bytes of slack: each byte writes 4 and keeps 1 (or `to.len()`)
+    let len = buf.word.len() + hits * to.len() - hits;
+    let (mut word, mut align) = (vec![0u8; len + 4], vec![0u32; len + 4]);
+    let mut j = 0;
+    for (&b, &a) in buf.word.as_bytes().iter().zip(&buf.align) {
+        let hit = b == from;
+        let w = if hit { to_word } else { b as u32 };
+        word[j..j + 4].copy_from_slice(&w.to_le_bytes());
+        align[j..j + 4].copy_from_slice(&[a; 4]);
+        j += if hit { to.len() } else { 1 };
+    }
+    word.truncate(len);
+    align.truncate(len);
+    // SAFETY: `buf.word` was a `str` and `from`, ASCII, a whole character of it: the bytes
+    // are its characters in order, some of them replaced by all of the `str` `to`. (Checking
+    // would cost a tenth of the whole encoding.)
+    buf.word = unsafe { String::from_utf8_unchecked(word) };
+    buf.align = align;
 }
 
 /// HF's `lstrip` / `rstrip`: whitespace (`char::is_whitespace`) goes.
