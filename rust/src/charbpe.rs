@@ -12,7 +12,9 @@
 //! converted SentencePiece model): merges never cross such a cut, so the pieces merge
 //! separately with the same result, and short pieces merge with a flat scan. Pieces are cut
 //! again between two ASCII characters that no token holds side by side (`spm::Joins`), for
-//! the same reason: no merge can make a token across them.
+//! the same reason: no merge can make a token across them. Parts are looked up in the
+//! per-thread cache a group at a time, slots and values prefetched first, as the `.model`
+//! path does.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
