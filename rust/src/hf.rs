@@ -326,7 +326,7 @@ fn parse_model(v: &Value, pre: &Value, origin: &str) -> Result<Model> {
     let k = kind(v, origin, "model")?;
     match k {
         "WordPiece" => parse_wordpiece(v, origin).map(Model::WordPiece),
-        "BPE" => parse_bpe(v, pre, origin).map(Model::Bpe),
+        "BPE" => parse_bpe(v, pre, origin).map(|m| Model::Bpe(Box::new(m))),
         "Unigram" => parse_unigram(v, origin).map(Model::Unigram),
         _ => Err(Error::unsupported(
             origin,

@@ -67,6 +67,11 @@ impl TokenTable {
         self.ids.len()
     }
 
+    /// One more than the largest id.
+    pub fn n_ids(&self) -> usize {
+        self.tokens.len()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
     }
@@ -182,7 +187,7 @@ impl WordPieceModel {
 /// from SentencePiece models).
 pub enum Model {
     WordPiece(WordPieceModel),
-    Bpe(CharBpe),
+    Bpe(Box<CharBpe>),
     Unigram(HfUnigram),
 }
 
