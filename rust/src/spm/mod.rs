@@ -669,8 +669,8 @@ mod tests {
                 0..12,
             ),
         ) {
-            let text = chars.concat();
-            let text = text.as_bytes();
+            let string = chars.concat();
+            let text = string.as_bytes();
             let joins = Joins::new(pieces.iter().map(|p| p.as_bytes()));
             let whole: Vec<_> = word_parts(&pieces, text, 0..text.len()).collect();
             prop_assert_eq!(joins.parts(text, SpaceCuts::None).collect::<Vec<_>>(), whole);
@@ -680,7 +680,7 @@ mod tests {
             prop_assert_eq!(joins.parts(text, SpaceCuts::RunStarts).collect::<Vec<_>>(), runs);
             // the words: a new one at each `▁` but the first character
             let mut each: Vec<std::ops::Range<usize>> = Vec::new();
-            for (at, c) in chars.concat().char_indices() {
+            for (at, c) in string.char_indices() {
                 match each.last_mut() {
                     Some(w) if c != SPACE_CHAR => w.end = at + c.len_utf8(),
                     _ => each.push(at..at + c.len_utf8()),

@@ -397,20 +397,16 @@ impl Normalizer {
 
     /// Normalizes the blocks of printable ASCII that start `input` (each followed by ASCII
     /// or nothing, no user-defined symbol starting in it) and returns the rest: each byte
-    /// copied, each space escaped or dropped after another as the general path would, with no
-    /// branch on the byte. Words of a few letters end every few bytes, and a branch per run
-    /// mispredicts at each.
+    /// copied, each space written as `space` or dropped after another as the general path
+    /// would, with no branch on the byte. Words of a few letters end every few bytes, and a
+    /// branch per run mispredicts at each.
     fn ascii_blocks<'a>(
         &self,
         mut input: &'a [u8],
+        space: &[u8],
         out: &mut Vec<u8>,
         prev_space: &mut bool,
     ) -> &'a [u8] {
-        let space: &[u8] = if self.escape_whitespaces {
-            SPACE.as_bytes()
-        } else {
-            b" "
-        };
         // the space's replacement as one little-endian word
         let mut space_word = [0; 4];
         space_word[..space.len()].copy_from_slice(space);
@@ -475,7 +471,7 @@ impl Normalizer {
         let mut prev_space = self.remove_extra_whitespaces;
         while !input.is_empty() {
             if self.ascii_blocks {
-                input = self.ascii_blocks(input, out, &mut prev_space);
+                input = self.ascii_blocks(input, space, out, &mut prev_space);
                 if input.is_empty() {
                     break;
                 }
