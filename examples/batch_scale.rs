@@ -15,7 +15,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bpe = ferrotok::registry::load(name)?;
     for pass in 0..2 {
         let t = Instant::now();
-        let batch = ferrotok::batch::encode_all(&docs, threads, |_, d| bpe.encode_ordinary(d))?;
+        let batch = ferrotok::batch::encode_all(&docs, threads, |_, d, out| {
+            bpe.encode_ordinary_into(d, out)
+        })?;
         let secs = t.elapsed().as_secs_f64();
         writeln!(
             std::io::stdout(),

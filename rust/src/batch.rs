@@ -82,30 +82,35 @@ pub fn install<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> Result<
     Ok(pool(threads)?.install(f))
 }
 
-/// Encodes every text with `encode(index, text)` on `threads` threads (in order) into one
-/// ragged batch.
+/// Encodes every text with `encode(index, text, out)`, which appends the ids of `text` to
+/// `out`, on `threads` threads (in order) into one ragged batch.
 pub fn encode_all<F>(texts: &[&str], threads: usize, encode: F) -> Result<Ragged>
 where
-    F: Fn(usize, &str) -> Result<Vec<Rank>> + Sync,
+    F: Fn(usize, &str, &mut Vec<Rank>) -> Result<()> + Sync,
 {
-    let one = |(index, text): (usize, &&str)| {
-        encode(index, text).map_err(|e| Error::InText {
-            index,
-            source: Box::new(e),
-        })
-    };
-    if threads <= 1 {
-        let per_text: Vec<Vec<Rank>> = texts.iter().enumerate().map(one).collect::<Result<_>>()?;
-        return Ok(concat(per_text, false));
+    let bytes = texts.iter().map(|t| t.len()).sum();
+    if threads > 1 {
+        let fed = encode_fed(
+            texts.len(),
+            threads,
+            bytes,
+            |i| Some(texts[i]),
+            |w| w(),
+            encode,
+        )?;
+        return Ok(fed.expect("every text is handed over"));
     }
-    // one text still runs in the pool: a long text is cut into parts encoded in parallel
-    pool(threads)?.install(|| {
-        let per_text: Vec<Vec<Rank>> = texts
-            .par_iter()
-            .enumerate()
-            .map(one)
-            .collect::<Result<_>>()?;
-        Ok(concat(per_text, true))
+    // One thread writes straight into the batch's buffer.
+    let mut out = Arena::new(bytes);
+    let mut offsets = Vec::with_capacity(texts.len() + 1);
+    offsets.push(0);
+    for (index, text) in texts.iter().enumerate() {
+        out.encode(index, text, &encode)?;
+        offsets.push(out.ids.len() as i64);
+    }
+    Ok(Ragged {
+        ids: out.ids,
+        offsets,
     })
 }
 
@@ -114,36 +119,40 @@ where
 /// it is handed over. For Python the hand-over is the UTF-8 form of each string, made under the
 /// interpreter lock: about a sixth of a two-thread batch of English if it came first, hidden
 /// behind the encoding this way. Once every text is handed over, `wait` is given the wait for
-/// the pool (Python releases its lock around it). `None` if `next` stopped.
+/// the pool (Python releases its lock around it). `None` if `next` stopped. `bytes`: about how
+/// many bytes the texts have together (it sizes the output buffers).
 ///
 /// Each text goes to the worker with the fewest bytes so far, so the same batch goes to the
 /// same threads every time and finds its pieces in their caches; a worker that runs out
-/// takes texts from the back of another's queue.
+/// takes texts from the back of another's queue. Each worker appends the ids of its texts to
+/// a buffer of its own, and the batch is copied together from those at the end.
 pub fn encode_fed<'a, F>(
     count: usize,
     threads: usize,
+    bytes: usize,
     mut next: impl FnMut(usize) -> Option<&'a str>,
     wait: impl FnOnce(&(dyn Fn() + Sync)),
     encode: F,
 ) -> Result<Option<Ragged>>
 where
-    F: Fn(usize, &str) -> Result<Vec<Rank>> + Sync,
+    F: Fn(usize, &str, &mut Vec<Rank>) -> Result<()> + Sync,
 {
     let feed = Feed::new(threads);
-    let results: Mutex<Vec<(usize, Result<Vec<Rank>>)>> = Mutex::new(Vec::with_capacity(count));
+    let arenas: Mutex<Vec<Arena>> = Mutex::new(Vec::with_capacity(threads));
     let pool = pool(threads)?;
     let stopped = pool.in_place_scope(|scope| {
         for worker in 0..threads {
-            let (feed, results, encode) = (&feed, &results, &encode);
+            let (feed, arenas, encode) = (&feed, &arenas, &encode);
             scope.spawn(move |_| {
                 // counted as finished even if `encode` panics, so that `wait` returns and the
                 // scope passes the panic on
                 let _finished = Finished(feed);
-                let mut mine = Vec::new();
+                let mut mine = Arena::new(bytes / threads);
                 while let Some((i, text)) = feed.take(worker) {
-                    mine.push((i, encode(i, text)));
+                    let placed = mine.encode(i, text, encode);
+                    mine.texts.push((i, placed));
                 }
-                lock(results).append(&mut mine);
+                lock(arenas).push(mine);
             });
         }
         let mut stopped = false;
@@ -163,18 +172,102 @@ where
     if stopped {
         return Ok(None);
     }
-    let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
-    results.sort_unstable_by_key(|r| r.0);
-    let per_text = results
-        .into_iter()
-        .map(|(index, r)| {
-            r.map_err(|e| Error::InText {
+    let arenas = arenas.into_inner().unwrap_or_else(|e| e.into_inner());
+    pool.install(|| gather(arenas, count)).map(Some)
+}
+
+/// Where text `index`'s ids are in its worker's [`Arena`], or why it has none.
+type Placed = (usize, Result<(usize, usize)>);
+
+/// One worker's output: the ids of its texts one after another.
+struct Arena {
+    ids: Vec<Rank>,
+    texts: Vec<Placed>,
+}
+
+impl Arena {
+    /// An arena for about `bytes` bytes of text.
+    fn new(bytes: usize) -> Self {
+        Arena {
+            ids: fresh_ids(bytes / 2 + 64),
+            texts: Vec::new(),
+        }
+    }
+
+    /// Appends the ids of text `index`; where they are. (After an error the arena may keep
+    /// some of them: the whole batch fails then.)
+    fn encode<F>(&mut self, index: usize, text: &str, encode: &F) -> Result<(usize, usize)>
+    where
+        F: Fn(usize, &str, &mut Vec<Rank>) -> Result<()>,
+    {
+        // Room for most texts' ids, so that `encode` seldom grows the buffer itself (growing
+        // here keeps the huge pages).
+        let room = text.len() / 2 + 16;
+        if self.ids.capacity() - self.ids.len() < room {
+            let mut grown = fresh_ids((2 * self.ids.capacity()).max(self.ids.len() + room));
+            grown.extend_from_slice(&self.ids);
+            self.ids = grown;
+        }
+        let start = self.ids.len();
+        match encode(index, text, &mut self.ids) {
+            Ok(()) => Ok((start, self.ids.len())),
+            Err(e) => Err(Error::InText {
                 index,
                 source: Box::new(e),
-            })
+            }),
+        }
+    }
+}
+
+/// An empty buffer with room for `cap` ids, whose pages are huge ones where the kernel
+/// allows. A batch writes megabytes of fresh memory, and faulting it in 4 KB pages (about
+/// 5 µs each on this project's VM) cost a tenth of a one-thread first pass over English.
+fn fresh_ids(cap: usize) -> Vec<Rank> {
+    let ids = Vec::with_capacity(cap);
+    crate::huge::advise_huge(&ids);
+    ids
+}
+
+/// The ragged batch of `count` texts from the workers' arenas (run inside the pool: the
+/// copies into the batch's buffer, and their page faults, are shared by its threads). The
+/// first error, in text order, wins.
+fn gather(mut arenas: Vec<Arena>, count: usize) -> Result<Ragged> {
+    let mut place = vec![(0, 0..0); count];
+    let mut failed: Option<(usize, Error)> = None;
+    for (a, arena) in arenas.iter_mut().enumerate() {
+        for (index, placed) in arena.texts.drain(..) {
+            match placed {
+                Ok((start, end)) => place[index] = (a, start..end),
+                Err(e) if failed.as_ref().is_none_or(|f| index < f.0) => failed = Some((index, e)),
+                Err(_) => {}
+            }
+        }
+    }
+    if let Some((_, e)) = failed {
+        return Err(e);
+    }
+    let mut offsets = Vec::with_capacity(count + 1);
+    offsets.push(0);
+    for (_, span) in &place {
+        offsets.push(offsets[offsets.len() - 1] + span.len() as i64);
+    }
+    // zeroed memory comes from calloc, untouched until the copies write it
+    let mut ids = vec![0; offsets[count] as usize];
+    crate::huge::advise_huge(&ids);
+    let mut rest = &mut ids[..];
+    let jobs: Vec<(&mut [Rank], &[Rank])> = place
+        .into_iter()
+        .map(|(a, span)| {
+            let src = &arenas[a].ids[span];
+            let (dst, tail) = std::mem::take(&mut rest).split_at_mut(src.len());
+            rest = tail;
+            (dst, src)
         })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Some(pool.install(|| concat(per_text, true))))
+        .collect();
+    jobs.into_par_iter()
+        .with_min_len(64)
+        .for_each(|(dst, src)| dst.copy_from_slice(src));
+    Ok(Ragged { ids, offsets })
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -264,35 +357,6 @@ impl Drop for Finished<'_, '_> {
     }
 }
 
-/// The ragged batch of `per_text`. With `parallel` (inside a pool), the copies into the flat
-/// buffer run on the pool: their page faults and the frees of the per-text buffers would
-/// otherwise be a serial tail of every batch.
-fn concat(per_text: Vec<Vec<Rank>>, parallel: bool) -> Ragged {
-    let mut offsets = Vec::with_capacity(per_text.len() + 1);
-    offsets.push(0);
-    for ids in &per_text {
-        offsets.push(offsets[offsets.len() - 1] + ids.len() as i64);
-    }
-    // zeroed memory comes from calloc, untouched until the copies write it
-    let mut ids = vec![0; offsets[offsets.len() - 1] as usize];
-    let mut rest = &mut ids[..];
-    let jobs: Vec<(&mut [Rank], Vec<Rank>)> = per_text
-        .into_iter()
-        .map(|src| {
-            let (dst, tail) = std::mem::take(&mut rest).split_at_mut(src.len());
-            rest = tail;
-            (dst, src)
-        })
-        .collect();
-    let copy = |(dst, src): (&mut [Rank], Vec<Rank>)| dst.copy_from_slice(&src);
-    if parallel {
-        jobs.into_par_iter().for_each(copy);
-    } else {
-        jobs.into_iter().for_each(copy);
-    }
-    Ragged { ids, offsets }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,8 +368,8 @@ mod tests {
             .map(|i| format!("text {i}: {}", "héllo wörld ".repeat(i % 17)))
             .collect();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let one = encode_all(&refs, 1, |_, t| bpe.encode_ordinary(t)).unwrap();
-        let many = encode_all(&refs, 4, |_, t| bpe.encode_ordinary(t)).unwrap();
+        let one = encode_all(&refs, 1, |_, t, out| bpe.encode_ordinary_into(t, out)).unwrap();
+        let many = encode_all(&refs, 4, |_, t, out| bpe.encode_ordinary_into(t, out)).unwrap();
         assert_eq!(one, many);
         assert_eq!(one.offsets.len(), 201);
         for (i, t) in refs.iter().enumerate() {
@@ -321,46 +385,61 @@ mod tests {
             .map(|i| format!("{i} naïve café {}", "héllo wörld, ".repeat(i * 7 % 41)))
             .collect();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let one = encode_all(&refs, 1, |_, t| bpe.encode_ordinary(t)).unwrap();
+        let one = encode_all(&refs, 1, |_, t, out| bpe.encode_ordinary_into(t, out)).unwrap();
         for threads in [2, 3, 8] {
             let mut asked = Vec::new();
             let fed = encode_fed(
                 refs.len(),
                 threads,
+                0,
                 |i| {
                     asked.push(i);
                     Some(refs[i])
                 },
                 |w| w(),
-                |_, t| bpe.encode_ordinary(t),
+                |_, t, out| bpe.encode_ordinary_into(t, out),
             )
             .unwrap()
             .expect("not stopped");
             assert_eq!(fed, one, "{threads} threads");
             assert_eq!(asked, (0..refs.len()).collect::<Vec<_>>());
         }
-        let empty = encode_fed(0, 2, |_| None, |w| w(), |_, t| bpe.encode_ordinary(t));
+        let empty = encode_fed(
+            0,
+            2,
+            0,
+            |_| None,
+            |w| w(),
+            |_, t, out| bpe.encode_ordinary_into(t, out),
+        );
         assert_eq!(empty.unwrap().unwrap().offsets, [0]);
     }
 
     #[test]
     fn fed_batch_stops_and_reports_the_first_failing_text() {
         let texts = ["a", "b", "bad", "c", "bad", "d"];
-        let encode = |i: usize, t: &str| {
+        let encode = |i: usize, t: &str, out: &mut Vec<Rank>| {
+            out.push(i as Rank);
             if t == "bad" {
                 Err(Error::UnknownId {
                     id: i as i64,
                     n_vocab: 0,
                 })
             } else {
-                Ok(vec![i as Rank])
+                Ok(())
             }
         };
-        let stopped = encode_fed(6, 2, |i| (i < 3).then(|| texts[i]), |w| w(), encode);
+        let stopped = encode_fed(6, 2, 6, |i| (i < 3).then(|| texts[i]), |w| w(), encode);
         assert!(matches!(stopped, Ok(None)));
-        match encode_fed(6, 2, |i| Some(texts[i]), |w| w(), encode) {
+        match encode_fed(6, 2, 6, |i| Some(texts[i]), |w| w(), encode) {
             Err(Error::InText { index: 2, .. }) => {}
             other => panic!("expected the error of text 2, got {other:?}"),
+        }
+        for threads in [1, 3] {
+            match encode_all(&texts, threads, encode) {
+                Err(Error::InText { index: 2, .. }) => {}
+                other => panic!("{threads} threads: expected text 2's error, got {other:?}"),
+            }
         }
     }
 

@@ -150,6 +150,24 @@ fn huge_alloc(_size: usize) -> Option<NonNull<u8>> {
     None
 }
 
+/// Asks for huge pages under the 2 MB-aligned part of `buf`'s capacity, for a buffer about
+/// to be written for the first time (a hint; pages already touched stay as they are). Unlike
+/// [`HugeSlice`] the buffer stays an ordinary `Vec`, so that it can become a numpy array.
+pub(crate) fn advise_huge<T>(buf: &Vec<T>) {
+    #[cfg(target_os = "linux")]
+    {
+        let start = buf.as_ptr() as usize;
+        let end = start + buf.capacity() * size_of::<T>();
+        let (from, to) = (start.next_multiple_of(HUGE), end & !(HUGE - 1));
+        if from < to {
+            // SAFETY: advice on whole pages inside `buf`'s allocation; it changes no contents.
+            unsafe { libc::madvise(from as *mut libc::c_void, to - from, libc::MADV_HUGEPAGE) };
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = buf;
+}
+
 #[cfg(target_os = "linux")]
 fn huge_free(ptr: *mut u8, size: usize) {
     // SAFETY: `ptr..ptr + size` rounded up to HUGE is the mapping `huge_alloc` made.

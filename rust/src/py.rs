@@ -194,12 +194,13 @@ impl PyBpe {
         let disallowed = specials.set(disallowed.iter().map(String::as_str));
         let threads = batch::thread_count(num_threads);
         if allowed.is_empty() && disallowed.is_empty() {
-            texts.encode(py, threads, |_, t, min| {
-                self.inner.encode_ordinary_parallel(t, min)
+            texts.encode(py, threads, |_, t, min, out| {
+                self.inner.encode_ordinary_parallel_into(t, min, out)
             })
         } else {
-            texts.encode(py, threads, |_, t, min| {
-                self.inner.encode_parallel(t, &allowed, &disallowed, min)
+            texts.encode(py, threads, |_, t, min, out| {
+                self.inner
+                    .encode_parallel_into(t, &allowed, &disallowed, min, out)
             })
         }
     }
@@ -361,14 +362,14 @@ impl<'py> Texts<'py> {
         &self,
         py: Python<'py>,
         threads: usize,
-        encode: impl Fn(usize, &str, usize) -> crate::Result<Vec<Rank>> + Sync,
+        encode: impl Fn(usize, &str, usize, &mut Vec<Rank>) -> crate::Result<()> + Sync,
     ) -> PyResult<RaggedArrays<'py>> {
         let ragged = if threads <= 1 || self.len() <= 1 {
             let strs = self.all()?;
             // A text longer than a few parts' worth of the batch is cut into parts, so that
             // one long text does not leave the other threads idle at the end.
             let min = strs.iter().map(|t| t.len()).sum::<usize>() / (threads * 4);
-            py.detach(|| batch::encode_all(&strs, threads, |i, t| encode(i, t, min)))
+            py.detach(|| batch::encode_all(&strs, threads, |i, t, out| encode(i, t, min, out)))
         } else {
             // (characters, not bytes: the UTF-8 forms are not made yet)
             let chars: usize = self.strs.iter().map(|s| s.len().unwrap_or(0)).sum();
@@ -376,7 +377,8 @@ impl<'py> Texts<'py> {
             let mut failed = None;
             let next = |i| self.get(i).map_err(|e| failed = Some(e)).ok();
             let wait = |w: &(dyn Fn() + Sync)| py.detach(w);
-            match batch::encode_fed(self.len(), threads, next, wait, |i, t| encode(i, t, min)) {
+            let each = |i, t: &str, out: &mut Vec<Rank>| encode(i, t, min, out);
+            match batch::encode_fed(self.len(), threads, chars, next, wait, each) {
                 Ok(Some(r)) => Ok(r),
                 Ok(None) => return Err(failed.expect("the feed stops only on an error")),
                 Err(e) => Err(e),
@@ -729,12 +731,17 @@ pub struct PySentencePiece {
 impl PySentencePiece {
     /// Ids of one text: BOS, the text (sampled when `alpha` is given), EOS.
     fn ids(&self, text: &str, bos: bool, eos: bool, sampling: spm::Sampling) -> Vec<u32> {
-        let sp = &self.inner;
         let mut ids = Vec::with_capacity(text.len() / 3 + 2);
-        ids.extend(sp.bos_id().filter(|_| bos));
-        sp.encode_into(text, sampling, &mut ids);
-        ids.extend(sp.eos_id().filter(|_| eos));
+        self.ids_into(text, bos, eos, sampling, &mut ids);
         ids
+    }
+
+    /// [`Self::ids`], appended to `out`.
+    fn ids_into(&self, text: &str, bos: bool, eos: bool, s: spm::Sampling, out: &mut Vec<u32>) {
+        let sp = &self.inner;
+        out.extend(sp.bos_id().filter(|_| bos));
+        sp.encode_into(text, s, out);
+        out.extend(sp.eos_id().filter(|_| eos));
     }
 }
 
@@ -825,7 +832,7 @@ impl PySentencePiece {
         let texts = Texts::new(texts, false)?;
         let base = sampling(alpha, nbest_size, seed)?;
         let threads = batch::thread_count(num_threads);
-        texts.encode(py, threads, |i, t, _| {
+        texts.encode(py, threads, |i, t, _, out| {
             let s = match base {
                 spm::Sampling::Sample {
                     alpha, nbest_size, ..
@@ -836,7 +843,8 @@ impl PySentencePiece {
                 },
                 none => none,
             };
-            Ok(self.ids(t, add_bos, add_eos, s))
+            self.ids_into(t, add_bos, add_eos, s, out);
+            Ok(())
         })
     }
 

@@ -214,8 +214,18 @@ impl Bpe {
     /// `safe_cut`). Other texts, and custom patterns, are encoded sequentially.
     pub fn encode_ordinary_parallel(&self, text: &str, min_len: usize) -> Result<Vec<Rank>> {
         let mut out = Vec::with_capacity(text.len() / 4 + 4);
-        self.encode_segment(text, min_len, &mut out)?;
+        self.encode_ordinary_parallel_into(text, min_len, &mut out)?;
         Ok(out)
+    }
+
+    /// [`Bpe::encode_ordinary_parallel`], appending to `out`.
+    pub fn encode_ordinary_parallel_into(
+        &self,
+        text: &str,
+        min_len: usize,
+        out: &mut Vec<Rank>,
+    ) -> Result<()> {
+        self.encode_segment(text, min_len, out)
     }
 
     /// `min_len`: the length from which `text` is cut into parts (`usize::MAX`: never).
@@ -365,6 +375,19 @@ impl Bpe {
         min_len: usize,
     ) -> Result<Vec<Rank>> {
         let mut out = Vec::with_capacity(text.len() / 4 + 4);
+        self.encode_parallel_into(text, allowed, disallowed, min_len, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Bpe::encode_parallel`], appending to `out` (which holds part of the ids on an error).
+    pub fn encode_parallel_into(
+        &self,
+        text: &str,
+        allowed: &SpecialSet,
+        disallowed: &SpecialSet,
+        min_len: usize,
+        out: &mut Vec<Rank>,
+    ) -> Result<()> {
         let mut start = 0;
         let mut from = 0;
         loop {
@@ -386,14 +409,14 @@ impl Bpe {
                 from = m.start + 1;
             }
             let end = next.map_or(text.len(), |m| m.start);
-            self.encode_segment(&text[start..end], min_len, &mut out)?;
+            self.encode_segment(&text[start..end], min_len, out)?;
             match next {
                 Some(m) => {
                     out.push(self.specials.tokens()[m.index].1);
                     start = m.end;
                     from = m.end;
                 }
-                None => return Ok(out),
+                None => return Ok(()),
             }
         }
     }
