@@ -380,6 +380,47 @@ mod tests {
     use super::*;
 
     #[test]
+    fn buffers_that_grow_past_their_guess_keep_every_id() {
+        // CJK under gpt2 is about one token per byte, twice what the buffers are sized for,
+        // and 6 MB of it puts them in huge pages: every buffer grows, some while it is
+        // handed between texts, and the ids must still be each text's own.
+        let bpe = crate::registry::load("gpt2").unwrap();
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let texts: Vec<String> = (0..120)
+            .map(|i| {
+                (0..(i % 7 + 1) * 4000)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        char::from_u32(0x4e00 + (state % 0x5000) as u32).unwrap()
+                    })
+                    .collect()
+            })
+            .collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let want: Vec<Vec<Rank>> = refs
+            .iter()
+            .map(|t| bpe.encode_ordinary(t).unwrap())
+            .collect();
+        let bytes: usize = refs.iter().map(|t| t.len()).sum();
+        let tokens: usize = want.iter().map(Vec::len).sum();
+        assert!(
+            bytes > 4 << 20 && 2 * tokens > bytes,
+            "{bytes} bytes, {tokens} tokens"
+        );
+        for threads in [1, 2, 3] {
+            let got =
+                encode_all(&refs, threads, |_, t, out| bpe.encode_ordinary_into(t, out)).unwrap();
+            assert_eq!(got.offsets.len(), refs.len() + 1);
+            for (i, ids) in want.iter().enumerate() {
+                let (a, b) = (got.offsets[i] as usize, got.offsets[i + 1] as usize);
+                assert_eq!(&got.ids[a..b], &ids[..], "{threads} threads, text {i}");
+            }
+        }
+    }
+
+    #[test]
     fn batch_equals_sequential() {
         let bpe = crate::registry::load("cl100k_base").unwrap();
         let texts: Vec<String> = (0..200)
