@@ -11,14 +11,16 @@ pass, ``warm`` the second; each figure is the median of ``--trials`` processes (
 libraries taking turns. MB = 10**6 UTF-8 bytes. ``mismatches`` counts documents whose ids
 differ from sentencepiece's (the reference), in either pass.
 
-Peers: kitoken (``Kitoken.from_sentencepiece_file``), looked for in this interpreter and in
-``$FERROTOK_PEERS_PYTHON``. A ``.json`` model is a ``tokenizer.json`` (write one for a
+Peers: kitoken (``Kitoken.from_sentencepiece_file``) and gigatoken
+(``Tokenizer.from_sentencepiece``: BPE models only, a Unigram model is listed as skipped with
+its error), looked for in this interpreter and in ``$FERROTOK_PEERS_PYTHON``. A ``.json``
+model is a ``tokenizer.json`` (write one for a
 ``.model`` with transformers: ``LlamaTokenizer.from_pretrained(folder_with_tokenizer_model)``
 then ``backend_tokenizer.save(path)``): ferrotok's ``Tokenizer`` against HF ``tokenizers``
 (the reference there) and the peers that load it (gigatoken, splintr, tokie, kitoken), each
 encoding with the file's special tokens. The other fast peers of the byte-level benchmark have
-no SentencePiece ``.model`` loader in the versions installed here (gigatoken reads the
-``tokenizer.json`` only; fastokens rejects its Metaspace pre-tokenizer).
+no SentencePiece ``.model`` loader in the versions installed here (fastokens also rejects the
+``tokenizer.json``'s Metaspace pre-tokenizer).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ HERE = Path(__file__).resolve().parent
 SHARED = HERE.parents[1] / "shared"
 MODELS = [SHARED / "vocab" / "mistral-v1.spm.model", HERE.parent / "tests" / "data" / "spm-unigram.model"]
 RESULT = "@@bench_spm "
-LIBS = ("ferrotok", "sentencepiece", "kitoken")
+LIBS = ("ferrotok", "sentencepiece", "gigatoken", "kitoken")
 JSON_LIBS = ("ferrotok", "tokenizers", "gigatoken", "splintr", "tokie", "kitoken")
 
 
@@ -85,6 +87,10 @@ def worker(lib: str, model: str, corpus: str, max_docs: int | None) -> None:
             import kitoken
 
             return kitoken.Kitoken.from_sentencepiece_file(model).encode
+        if lib == "gigatoken":
+            import gigatoken
+
+            return gigatoken.Tokenizer.from_sentencepiece(model).encode
         import sentencepiece
 
         return sentencepiece.SentencePieceProcessor(model_file=model).encode
