@@ -207,7 +207,7 @@ impl Arena {
     /// An arena for about `bytes` bytes of text.
     fn new(bytes: usize) -> Self {
         Arena {
-            ids: fresh_ids(bytes / 2 + 64),
+            ids: fresh_ids(id_room(bytes)),
             texts: Vec::new(),
         }
     }
@@ -220,7 +220,7 @@ impl Arena {
     {
         // Room for most texts' ids, so that `encode` seldom grows the buffer itself (growing
         // here keeps the huge pages).
-        let room = text.len() / 2 + 16;
+        let room = id_room(text.len());
         if self.ids.capacity() - self.ids.len() < room {
             let mut grown = fresh_ids((2 * self.ids.capacity()).max(self.ids.len() + room));
             grown.extend_from_slice(&self.ids);
@@ -237,10 +237,18 @@ impl Arena {
     }
 }
 
+/// How many ids to make room for, in fresh memory, for `bytes` bytes of text: one per 2 bytes
+/// (more than most text needs; pages never written cost nothing), but at most 64 MB beyond one
+/// per 4 bytes, so that gigabytes of text do not reserve more than the system lets a process
+/// map (a failed allocation would end the process). Past the room, buffers grow as usual.
+pub(crate) fn id_room(bytes: usize) -> usize {
+    (bytes / 2).min(bytes / 4 + (16 << 20)) + 16
+}
+
 /// An empty buffer with room for `cap` ids, whose pages are huge ones where the kernel
 /// allows. A batch writes megabytes of fresh memory, and faulting it in 4 KB pages (about
 /// 5 µs each on this project's VM) cost a tenth of a one-thread first pass over English.
-fn fresh_ids(cap: usize) -> Vec<Rank> {
+pub(crate) fn fresh_ids(cap: usize) -> Vec<Rank> {
     let ids = Vec::with_capacity(cap);
     crate::huge::advise_huge(&ids);
     ids
@@ -417,6 +425,18 @@ mod tests {
                 let (a, b) = (got.offsets[i] as usize, got.offsets[i + 1] as usize);
                 assert_eq!(&got.ids[a..b], &ids[..], "{threads} threads, text {i}");
             }
+        }
+    }
+
+    #[test]
+    fn room_for_ids_is_generous_but_bounded() {
+        assert!(id_room(1000) >= 500);
+        assert!(id_room(6 << 20) >= 3 << 20);
+        // 64 GB of text: 16G ids (64 GB) and 64 MB, not 32G ids (128 GB)
+        #[cfg(target_pointer_width = "64")]
+        {
+            let huge = 64usize << 30;
+            assert_eq!(id_room(huge), huge / 4 + (16 << 20) + 16);
         }
     }
 

@@ -143,15 +143,13 @@ pub const PARALLEL_SPAN: usize = 64 << 10;
 
 /// An empty buffer for the ids of a text of `len` bytes. Room for a token per 4 bytes (about
 /// English's rate) for a short text; a long one, whose buffer is fresh memory from the kernel,
-/// gets room for one per 2 bytes (pages never written cost nothing) in huge pages: faulted in
-/// 4 KB pages, the buffer of a 6 MB text cost a seventh of its encoding on this project's VM.
+/// gets more room in huge pages (`batch::fresh_ids`): faulted in 4 KB pages, the buffer of a
+/// 6 MB text cost a seventh of its encoding on this project's VM.
 fn ids_for(len: usize) -> Vec<Rank> {
     if len < PARALLEL_MIN {
         return Vec::with_capacity(len / 4 + 4);
     }
-    let ids = Vec::with_capacity(len / 2);
-    crate::huge::advise_huge(&ids);
-    ids
+    crate::batch::fresh_ids(crate::batch::id_room(len))
 }
 
 /// Pieces pre-tokenized (and prefetched) ahead of their vocabulary lookups.
