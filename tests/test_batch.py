@@ -130,6 +130,11 @@ def test_encode_batch_allowed_special_all(name, num_threads):
     assert_batch_equals(batch, want, name)
     assert batch.tolist() == ref.encode_batch(SPECIAL_TEXTS, allowed_special="all")
     assert enc.eot_token in batch[0].tolist()
+    # many of them: more than 32 KB, encoded on the pool when num_threads=2
+    many = [t * 20 for t in SPECIAL_TEXTS] * 20
+    assert sum(map(len, many)) > 32 << 10
+    got = enc.encode_batch(many, allowed_special="all", num_threads=num_threads)
+    assert got.tolist() == ref.encode_batch(many, allowed_special="all")
 
 
 @pytest.mark.parametrize("name", ENCODINGS)
@@ -148,6 +153,10 @@ def test_encode_batch_disallowed_special_raises(name, num_threads):
     enc = ferrotok.get_encoding(name)
     with pytest.raises(ValueError, match=r"<\|endoftext\|>"):
         enc.encode_batch(["fine", "bad <|endoftext|>", "fine"], num_threads=num_threads)
+    # a batch large enough for the pool (small ones are encoded on the calling thread)
+    filler = ["fine words " * 1000] * 8
+    with pytest.raises(ValueError, match=r"<\|endoftext\|>"):
+        enc.encode_batch([*filler, "bad <|endoftext|>", *filler], num_threads=num_threads)
     with pytest.raises(ValueError, match="not-special"):
         enc.encode_batch(["a", "b not-special"], disallowed_special={"not-special"})
 
@@ -158,8 +167,10 @@ def test_encode_batch_repairs_lone_surrogates_like_encode():
     want = [enc.encode(t) for t in texts]
     assert_batch_equals(enc.encode_batch(texts, num_threads=2), want, "surrogates")
     assert enc.encode_batch(texts).tolist() == reference("cl100k_base").encode_batch(texts)
-    # among many texts, as the pool encodes earlier ones while later ones are being read
-    many = [f"{i} {t}" for i in range(200) for t in texts]
+    # among many texts (more than 32 KB, so that the pool runs), as the pool encodes earlier
+    # ones while later ones are being read
+    many = [f"{i} {t} " * 12 for i in range(200) for t in texts]
+    assert sum(map(len, many)) > 32 << 10
     assert_batch_equals(enc.encode_batch(many, num_threads=3), [enc.encode(t) for t in many], "many")
 
 
@@ -176,6 +187,11 @@ def test_encode_batch_empty_list_and_empty_strings():
         assert batch.tolist() == [[], enc.encode("hello").tolist(), [], []]
         only_empty = enc.encode_batch(["", ""], num_threads=num_threads)
         assert only_empty.offsets.tolist() == [0, 0, 0] and len(only_empty.ids) == 0
+        # the same around a text long enough for the pool
+        long = "hello " * 10000
+        batch = enc.encode_batch(["", long, "", ""], num_threads=num_threads)
+        n = len(enc.encode(long))
+        assert batch.offsets.tolist() == [0, 0, n, n, n]
 
 
 # -- what encode_batch accepts ---------------------------------------------------------------------
@@ -647,18 +663,26 @@ THREAD_PROBE = """
     import ferrotok
 
     enc = ferrotok.get_encoding("gpt2")
-    texts = ["hello world %d" % i for i in range(100)]
+
+    def pool_threads():
+        names = []
+        for tid in os.listdir("/proc/self/task") if os.path.isdir("/proc/self/task") else []:
+            try:
+                with open(f"/proc/self/task/{tid}/comm") as f:
+                    names.append(f.read().strip())
+            except OSError:
+                pass
+        return sum(n.startswith("ferrotok") for n in names)
+
+    # under 32 KB of text: encoded on the calling thread, no pool built
+    small = ["hello world %d" % i for i in range(100)]
+    assert enc.encode_batch(small, num_threads=4).tolist() == enc.encode_batch(small, num_threads=1).tolist()
+    assert pool_threads() == 0
+    texts = ["hello world %d " % i * 40 for i in range(100)]
     want = [enc.encode_ordinary(t).tolist() for t in texts]
     for n in (None, 1, 2, 4):
         assert enc.encode_batch(texts, num_threads=n).tolist() == want, n
-    names = []
-    for tid in os.listdir("/proc/self/task") if os.path.isdir("/proc/self/task") else []:
-        try:
-            with open(f"/proc/self/task/{tid}/comm") as f:
-                names.append(f.read().strip())
-        except OSError:
-            pass
-    print("OK", sum(n.startswith("ferrotok") for n in names))
+    print("OK", pool_threads())
 """
 
 

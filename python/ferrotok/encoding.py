@@ -245,7 +245,9 @@ class Encoding:
         Returns a :class:`TokenBatch`: one flat ``uint32`` id array plus ``int64`` offsets,
         with ``batch[i]`` the ids of ``texts[i]`` (a view) and ``batch.padded()`` for 2-D
         model input. ``num_threads`` (default: every core) is capped by the environment
-        variable ``FERROTOK_NUM_THREADS``. Ids equal ``encode`` on each text.
+        variable ``FERROTOK_NUM_THREADS``; a batch of under 32 KB of text is encoded on the
+        calling thread (handing it to others would cost more). Ids equal ``encode`` on each
+        text.
 
         >>> batch = get_encoding("o200k_base").encode_batch(["hello world", "hi"])
         >>> batch[0].tolist(), batch.lengths.tolist()

@@ -212,8 +212,9 @@ class SentencePiece:
         seed: int | None = None,
     ) -> TokenBatch:
         """Encodes many texts on a thread pool (all cores, or ``num_threads``, capped by
-        ``FERROTOK_NUM_THREADS``) into a :class:`TokenBatch` (ragged; ``.padded()`` for 2-D ids
-        and an attention mask). When sampling, text ``i`` uses the seed ``seed + i``.
+        ``FERROTOK_NUM_THREADS``; under 32 KB of text, the calling thread) into a
+        :class:`TokenBatch` (ragged; ``.padded()`` for 2-D ids and an attention mask). When
+        sampling, text ``i`` uses the seed ``seed + i``.
 
         >>> sp.encode_batch(["Hello", "world"]).padded()[0].shape  # doctest: +SKIP
         (2, 1)

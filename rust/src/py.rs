@@ -364,15 +364,15 @@ impl<'py> Texts<'py> {
         threads: usize,
         encode: impl Fn(usize, &str, usize, &mut Vec<Rank>) -> crate::Result<()> + Sync,
     ) -> PyResult<RaggedArrays<'py>> {
-        let ragged = if threads <= 1 || self.len() <= 1 {
+        // (characters, not bytes: the UTF-8 forms are not made yet)
+        let chars: usize = self.strs.iter().map(|s| s.len().unwrap_or(0)).sum();
+        let ragged = if threads <= 1 || self.len() <= 1 || chars < batch::SEQUENTIAL_BELOW {
             let strs = self.all()?;
             // A text longer than a few parts' worth of the batch is cut into parts, so that
             // one long text does not leave the other threads idle at the end.
             let min = strs.iter().map(|t| t.len()).sum::<usize>() / (threads * 4);
             py.detach(|| batch::encode_all(&strs, threads, |i, t, out| encode(i, t, min, out)))
         } else {
-            // (characters, not bytes: the UTF-8 forms are not made yet)
-            let chars: usize = self.strs.iter().map(|s| s.len().unwrap_or(0)).sum();
             let min = chars / (threads * 4);
             let mut failed = None;
             let next = |i| self.get(i).map_err(|e| failed = Some(e)).ok();
