@@ -29,7 +29,8 @@ Below the table: ``TokenBatch.padded(2048)`` for a training batch of 64 texts of
 tokens (right and left padding, best of 20 calls, ms), the largest peak RSS of any worker, and
 one long text (each corpus's documents joined, 6 to 10 MB) encoded by ferrotok on 1 and 2
 threads: a text of at least 1 MB is cut at provable piece boundaries and its parts encoded in
-parallel (best of 3, in this process).
+parallel (best of 3, in this process); then small batches (64 or 256 texts of 200 bytes, 16 or
+64 of 2 KB) on 1 and 2 threads, µs a call (a batch of under 32 KB stays on the calling thread).
 """
 
 from __future__ import annotations
@@ -314,6 +315,38 @@ def long_text_lines(args: argparse.Namespace) -> list[str]:
     return lines
 
 
+def small_batch_lines(args: argparse.Namespace) -> list[str]:
+    """Per-call time of small batches (cut from the first corpus's documents), 1 and 2 threads,
+    best of 5 rounds of repeated calls: the hand-over to a pool costs tens of µs a call, and a
+    batch of under 32 KB is encoded on the calling thread."""
+    import ferrotok
+
+    corpus, path = args.corpus_paths[0]
+    docs = load_docs(path, None, 65536)
+    enc = ferrotok.get_encoding(args.encodings[0])
+    parts = []
+    for count, size in ((64, 200), (256, 200), (16, 2000), (64, 2000)):
+        texts = [d[:size] for d in (docs * (count // len(docs) + 1))[:count]]
+        us = []
+        for threads in (1, 2):
+            enc.encode_batch(texts, num_threads=threads, disallowed_special=())
+            calls = max(10, 20000 // count)
+            best = float("inf")
+            for _ in range(5):
+                t = time.perf_counter()
+                for _ in range(calls):
+                    enc.encode_batch(texts, num_threads=threads, disallowed_special=())
+                best = min(best, (time.perf_counter() - t) / calls)
+            us.append(best * 1e6)
+        kb = sum(len(t.encode("utf-8", "surrogatepass")) for t in texts) / 1e3
+        parts.append(f"{count} x {size} B ({kb:.0f} KB) {us[0]:.0f} / {us[1]:.0f}")
+    return [
+        f"Small batches ({corpus}, {args.encodings[0]}, warm; µs a call, 1 / 2 threads, best of 5): "
+        + "; ".join(parts)
+        + "."
+    ]
+
+
 def _encode_seconds(enc: Any, text: str, threads: int) -> float:
     t = time.perf_counter()
     enc.encode_batch([text], num_threads=threads, disallowed_special=())
@@ -469,6 +502,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     out.append(f"Peak RSS of any worker: {peak_mb:.0f} MB.")
     out += long_text_lines(args)
+    out += small_batch_lines(args)
     if notes:
         out.append(heading("Notes", md))
         out += [f"- {n}" for n in dict.fromkeys(notes)]
