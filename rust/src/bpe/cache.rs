@@ -10,11 +10,15 @@ use std::cell::RefCell;
 
 use super::backtrack::LongMemo;
 use super::merge::PairMemo;
+use super::table::PieceTable;
 use crate::cache::{PerThread, WordCache};
 use crate::vocab::Rank;
 
 #[derive(Default)]
 pub struct PieceCache {
+    /// Pieces of up to 15 bytes, tokens or not (the byte-level BPE's; see `table.rs`).
+    pub table: PieceTable,
+    /// Longer pieces that need merging, and the SentencePiece BPE's words.
     words: WordCache<Rank>,
     /// Pair ranks seen while merging (same thread, same encoding).
     pub pairs: PairMemo,

@@ -111,6 +111,7 @@
 pub(crate) mod backtrack;
 pub(crate) mod cache;
 pub(crate) mod merge;
+pub(crate) mod table;
 
 use std::sync::{Arc, OnceLock};
 
@@ -119,7 +120,7 @@ use rayon::prelude::*;
 
 use crate::pretok::{safe_cut, Pretokenizer};
 use crate::special::{SpecialSet, SpecialTokens};
-use crate::vocab::{Probe, Rank, Vocab};
+use crate::vocab::{Rank, Vocab};
 
 /// A byte-level BPE encoding: mergeable vocabulary, split pattern and special tokens.
 /// Immutable once built, so one value can serve any number of threads.
@@ -152,8 +153,16 @@ fn ids_for(len: usize) -> Vec<Rank> {
     crate::batch::fresh_ids(crate::batch::id_room(len))
 }
 
-/// Pieces pre-tokenized (and prefetched) ahead of their vocabulary lookups.
+/// Pieces pre-tokenized (and prefetched) ahead of their lookups.
 const PREFETCH_GROUP: usize = 32;
+
+/// A piece waiting in a group for its lookup: its table key and hash (both 0 for a piece too
+/// long for the table).
+struct Pending<'t> {
+    piece: &'t str,
+    key: u128,
+    hash: u64,
+}
 
 impl Bpe {
     /// Builds an encoding. Special-token ids must not collide with mergeable ones.
@@ -294,19 +303,26 @@ impl Bpe {
     fn encode_pieces(&self, text: &str, limit: usize, out: &mut Vec<Rank>) -> Result<()> {
         let mut parts = Vec::new();
         // Pieces are looked up in groups: the pre-tokenizer fills a group, prefetching each
-        // piece's index slot, and the lookups run once the group is full (see Vocab::prefetch).
-        let mut group: Vec<(&str, Probe)> = Vec::with_capacity(PREFETCH_GROUP);
+        // piece's table line, and the lookups run once the group is full.
+        let mut group: Vec<Pending> = Vec::with_capacity(PREFETCH_GROUP);
+        let bytes = text.as_bytes();
         cache::with_cache(self.id, |cache| {
             cache.pairs.fit(self.vocab.len());
+            cache.table.ready();
             self.pretok.for_each_piece(text, |piece| {
                 let start = piece.as_ptr() as usize - text.as_ptr() as usize;
                 if start >= limit {
                     return; // a look-ahead piece (see `encode_segment`)
                 }
-                let probe = self
-                    .vocab
-                    .probe_within(text.as_bytes(), start, start + piece.len());
-                group.push((piece, probe));
+                let (key, hash) = if piece.len() <= table::SHORT_MAX {
+                    let key = table::key_within(bytes, start, piece.len());
+                    let hash = table::hash(key);
+                    cache.table.prefetch(hash);
+                    (key, hash)
+                } else {
+                    (0, 0)
+                };
+                group.push(Pending { piece, key, hash });
                 if group.len() == PREFETCH_GROUP {
                     self.flush(&mut group, &mut parts, cache, out);
                 }
@@ -321,32 +337,63 @@ impl Bpe {
     #[inline(never)]
     fn flush(
         &self,
-        group: &mut Vec<(&str, Probe)>,
+        group: &mut Vec<Pending>,
         parts: &mut Vec<merge::Part>,
         cache: &mut cache::PieceCache,
         out: &mut Vec<Rank>,
     ) {
-        // A whole-token piece is one vocabulary probe: only merges are worth caching.
-        // The other pieces' cache slots are prefetched before any is read.
-        let mut ids = [None; PREFETCH_GROUP];
-        for (id, (piece, probe)) in ids.iter_mut().zip(group.iter()) {
-            *id = self.vocab.rank_probed(piece.as_bytes(), *probe);
-            if id.is_none() {
-                cache.prefetch_slot(probe.hash(piece.len()));
+        out.reserve(4 * group.len());
+        for (i, p) in group.iter().enumerate() {
+            if p.key != 0 {
+                if let table::Found::Inline(ids, n) = cache.table.find(p.key, p.hash) {
+                    // SAFETY: `out` has room for 4 ids more: reserved for each piece left.
+                    unsafe {
+                        let end = out.as_mut_ptr().add(out.len());
+                        std::ptr::write_unaligned(end.cast::<[Rank; 4]>(), ids);
+                        out.set_len(out.len() + n);
+                    }
+                    continue;
+                }
             }
+            self.encode_piece(p, parts, cache, out);
+            out.reserve(4 * (group.len() - i));
         }
-        for (id, (piece, probe)) in ids.into_iter().zip(group.drain(..)) {
-            let piece = piece.as_bytes();
-            if let Some(id) = id {
-                out.push(id);
-                continue;
+        group.clear();
+    }
+
+    /// Appends the ids of a piece that the table did not give at once: a new short piece, one
+    /// of more than four tokens, or a long one.
+    #[inline(never)]
+    fn encode_piece(
+        &self,
+        p: &Pending,
+        parts: &mut Vec<merge::Part>,
+        cache: &mut cache::PieceCache,
+        out: &mut Vec<Rank>,
+    ) {
+        let piece = p.piece.as_bytes();
+        if p.key != 0 {
+            if let table::Found::Spilled(ids) = cache.table.find(p.key, p.hash) {
+                out.extend_from_slice(ids);
+                return;
             }
-            let hash = probe.hash(piece.len());
-            if !cache.get(piece, hash, out) {
-                let start = out.len();
-                self.merge_piece(piece, parts, cache, out);
-                cache.put(piece, hash, &out[start..]);
+            let start = out.len();
+            match self.vocab.rank(piece) {
+                Some(id) => out.push(id),
+                None => self.merge_piece(piece, parts, cache, out),
             }
+            cache.table.insert(p.key, &out[start..]);
+            return;
+        }
+        if let Some(id) = self.vocab.rank(piece) {
+            out.push(id);
+            return;
+        }
+        let hash = crate::vocab::hash_bytes(piece);
+        if !cache.get(piece, hash, out) {
+            let start = out.len();
+            self.merge_piece(piece, parts, cache, out);
+            cache.put(piece, hash, &out[start..]);
         }
     }
 
