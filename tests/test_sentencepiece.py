@@ -45,8 +45,20 @@ def proto_of(path: Path) -> model_pb2.ModelProto:
     return proto
 
 
-def mismatches(ours: ferrotok.SentencePiece, ref: spm.SentencePieceProcessor, docs: list[str]) -> list[int]:
-    return [i for i, d in enumerate(docs) if ours.encode(d).tolist() != ref.encode(d)]
+def mismatches(
+    ours: ferrotok.SentencePiece, ref: spm.SentencePieceProcessor, docs: list[str], passes: int = 1
+) -> list[int]:
+    """Documents whose ids differ, in any of `passes` passes (a later pass meets the words
+    that the first cached)."""
+    wants = [ref.encode(d) for d in docs]
+    return sorted(
+        {
+            i
+            for _ in range(passes)
+            for i, (d, w) in enumerate(zip(docs, wants, strict=True))
+            if ours.encode(d).tolist() != w
+        }
+    )
 
 
 def describe(ours: ferrotok.SentencePiece, ref: spm.SentencePieceProcessor, text: str) -> str:
@@ -88,7 +100,7 @@ def test_mistral_matches(corpus):
         pytest.skip(f"{MISTRAL} is absent")
     ours, ref = load(MISTRAL)
     assert ours.model_type == "bpe" and ours.byte_fallback and ours.vocab_size == 32000
-    bad = mismatches(ours, ref, docs)
+    bad = mismatches(ours, ref, docs, passes=2)
     assert not bad, describe(ours, ref, docs[bad[0]])
 
 

@@ -359,6 +359,15 @@ impl WholeWords {
         }
     }
 
+    /// What is known of `word` (one probe of the index, not prefetched: for a word met for
+    /// the first time, after a miss elsewhere).
+    pub fn whole(&self, word: &[u8]) -> Whole {
+        (word.len() <= self.tokens.max_token_len())
+            .then(|| self.tokens.rank(word))
+            .flatten()
+            .map_or(Whole::No, |id| self.state_of(id))
+    }
+
     #[inline]
     fn state_of(&self, id: u32) -> Whole {
         match self.state[id as usize].load(Ordering::Relaxed) {

@@ -352,26 +352,6 @@ impl Vocab {
         self.index.probe(tok)
     }
 
-    /// [`Vocab::probe`] of the non-empty `text[start..end]`, reading the bytes after it when
-    /// the text has them: a piece of up to 8 bytes is then packed by one load and a mask,
-    /// with no branch on its length (that branch, taken at random by the varied lengths of
-    /// pieces, is most of the cost of packing one).
-    #[inline(always)]
-    pub fn probe_within(&self, text: &[u8], start: usize, end: usize) -> Probe {
-        debug_assert!(start < end);
-        let len = end - start;
-        match text.get(start..start + 8) {
-            Some(word) if len <= 8 => {
-                let key =
-                    u64::from_le_bytes(word.try_into().unwrap()) & (u64::MAX >> (64 - 8 * len));
-                let probe = self.index.locate_key(key, len);
-                self.index.prefetch_probe(probe, len);
-                probe
-            }
-            _ => self.index.probe(&text[start..end]),
-        }
-    }
-
     /// [`Vocab::rank`] of `tok`, whose [`Vocab::probe`] is `probe`.
     #[inline(always)]
     pub fn rank_probed(&self, tok: &[u8], probe: Probe) -> Option<Rank> {
@@ -425,15 +405,6 @@ pub(crate) fn prefetch<T>(value: &T) {
 pub struct Probe {
     key: u64,
     home: u32,
-}
-
-impl Probe {
-    /// [`hash_bytes`] of the probed token, whose length is `len`, from the key already made:
-    /// a piece that is no token goes on to the piece cache without being read again.
-    #[inline(always)]
-    pub fn hash(&self, len: usize) -> u64 {
-        fold(self.key, len)
-    }
 }
 
 /// One slot of [`TokenMap`]: `len == 0` marks an empty slot.
@@ -610,15 +581,10 @@ impl TokenMap {
     /// The key and home slot of a non-empty `tok`.
     #[inline(always)]
     fn locate(&self, tok: &[u8]) -> Probe {
-        self.locate_key(key_of(tok), tok.len())
-    }
-
-    /// The probe of a token of `len` bytes whose key (as `key_of` makes it) is `key`.
-    #[inline(always)]
-    fn locate_key(&self, key: u64, len: usize) -> Probe {
+        let key = key_of(tok);
         Probe {
             key,
-            home: self.home(key, len) as u32,
+            home: self.home(key, tok.len()) as u32,
         }
     }
 
@@ -705,29 +671,6 @@ mod tests {
         pairs.push((b"ab".to_vec(), 256));
         pairs.push((vec![b'x'; 300], 258));
         Vocab::from_pairs(pairs, "tiny").unwrap()
-    }
-
-    #[test]
-    fn a_probe_hashes_as_hash_bytes() {
-        let v = tiny();
-        for len in 1..40 {
-            let tok: Vec<u8> = (0..len).map(|i| (i * 37 + len) as u8).collect();
-            assert_eq!(v.probe(&tok).hash(len), hash_bytes(&tok), "{len} bytes");
-        }
-    }
-
-    #[test]
-    fn a_probe_within_the_text_is_the_probe_of_the_piece() {
-        let v = crate::registry::load("o200k_base").unwrap().vocab().clone();
-        let text = "Hello, wörld! The quick brown fox; 12345 tokens\n\tend".as_bytes();
-        for start in 0..text.len() {
-            for end in start + 1..=(start + 20).min(text.len()) {
-                let piece = &text[start..end];
-                let (want, got) = (v.probe(piece), v.probe_within(text, start, end));
-                assert_eq!((got.key, got.home), (want.key, want.home), "{start}..{end}");
-                assert_eq!(v.rank_probed(piece, got), v.rank(piece));
-            }
-        }
     }
 
     #[test]

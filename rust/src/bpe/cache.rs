@@ -1,8 +1,7 @@
-//! A per-thread cache of piece -> ids for pieces that need merging, so a word that is not a
-//! single token is merged once per thread rather than at every occurrence. (Whole-token
-//! pieces skip it: they cost one vocabulary probe already.)
-//!
-//! The cache itself is a [`crate::cache::WordCache`] (bounded, per thread). On the
+//! A per-thread cache of piece -> ids, so that a piece is looked up in the vocabulary or
+//! merged once per thread rather than at every occurrence: pieces of up to 15 bytes in the
+//! [`PieceTable`] (tokens too: one probe of it is cheaper than one of the vocabulary index),
+//! longer ones that need merging in a [`crate::cache::WordCache`]. Both are bounded. On the
 //! multilingual corpus half of the bytes that need merging are repeats, so even a first pass
 //! gains; a second pass over the same text does no merging at all.
 
@@ -10,7 +9,7 @@ use std::cell::RefCell;
 
 use super::backtrack::LongMemo;
 use super::merge::PairMemo;
-use super::table::PieceTable;
+use super::table::{Found, PieceTable};
 use crate::cache::{PerThread, WordCache};
 use crate::vocab::Rank;
 
@@ -40,10 +39,43 @@ impl PieceCache {
         }
     }
 
-    /// Starts loading the cache slot where `get` of a piece with this hash begins.
+    /// Appends the ids of each item of `group`, in order: from the table when it has them,
+    /// else made by `make` (and then remembered, for items whose table `key` is not 0; see
+    /// `table::key_within`). The items' table lines should have been prefetched.
     #[inline(always)]
-    pub fn prefetch_slot(&self, hash: u64) {
-        self.words.prefetch_slot(hash)
+    pub fn emit_group<T>(
+        &mut self,
+        group: &[T],
+        key: impl Fn(&T) -> (u128, u64),
+        out: &mut Vec<Rank>,
+        mut make: impl FnMut(&mut Self, &T, &mut Vec<Rank>),
+    ) {
+        out.reserve(4 * group.len());
+        for (i, item) in group.iter().enumerate() {
+            let (key, hash) = key(item);
+            if key == 0 {
+                make(self, item, out);
+            } else {
+                match self.table.find(key, hash) {
+                    Found::Inline(ids, n) => {
+                        // SAFETY: `out` has room for 4 ids more: reserved for each item left.
+                        unsafe {
+                            let end = out.as_mut_ptr().add(out.len());
+                            std::ptr::write_unaligned(end.cast::<[Rank; 4]>(), ids);
+                            out.set_len(out.len() + n);
+                        }
+                        continue;
+                    }
+                    Found::Spilled(ids) => out.extend_from_slice(ids),
+                    Found::Missing => {
+                        let at = out.len();
+                        make(self, item, out);
+                        self.table.insert(key, &out[at..]);
+                    }
+                }
+            }
+            out.reserve(4 * (group.len() - i));
+        }
     }
 
     /// Remembers the ids of `piece` (which must not be cached yet; `hash` as for `get`).

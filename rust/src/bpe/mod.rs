@@ -308,7 +308,6 @@ impl Bpe {
         let bytes = text.as_bytes();
         cache::with_cache(self.id, |cache| {
             cache.pairs.fit(self.vocab.len());
-            cache.table.ready();
             self.pretok.for_each_piece(text, |piece| {
                 let start = piece.as_ptr() as usize - text.as_ptr() as usize;
                 if start >= limit {
@@ -342,52 +341,30 @@ impl Bpe {
         cache: &mut cache::PieceCache,
         out: &mut Vec<Rank>,
     ) {
-        out.reserve(4 * group.len());
-        for (i, p) in group.iter().enumerate() {
-            if p.key != 0 {
-                if let table::Found::Inline(ids, n) = cache.table.find(p.key, p.hash) {
-                    // SAFETY: `out` has room for 4 ids more: reserved for each piece left.
-                    unsafe {
-                        let end = out.as_mut_ptr().add(out.len());
-                        std::ptr::write_unaligned(end.cast::<[Rank; 4]>(), ids);
-                        out.set_len(out.len() + n);
-                    }
-                    continue;
-                }
-            }
-            self.encode_piece(p, parts, cache, out);
-            out.reserve(4 * (group.len() - i));
-        }
+        cache.emit_group(
+            group,
+            |p| (p.key, p.hash),
+            out,
+            |cache, p, out| self.encode_piece(p.piece.as_bytes(), parts, cache, out),
+        );
         group.clear();
     }
 
-    /// Appends the ids of a piece that the table did not give at once: a new short piece, one
-    /// of more than four tokens, or a long one.
+    /// Appends the ids of a piece that the table does not hold: a short one seen for the
+    /// first time, or a long one.
     #[inline(never)]
     fn encode_piece(
         &self,
-        p: &Pending,
+        piece: &[u8],
         parts: &mut Vec<merge::Part>,
         cache: &mut cache::PieceCache,
         out: &mut Vec<Rank>,
     ) {
-        let piece = p.piece.as_bytes();
-        if p.key != 0 {
-            if let table::Found::Spilled(ids) = cache.table.find(p.key, p.hash) {
-                out.extend_from_slice(ids);
-                return;
-            }
-            let start = out.len();
-            match self.vocab.rank(piece) {
-                Some(id) => out.push(id),
-                None => self.merge_piece(piece, parts, cache, out),
-            }
-            cache.table.insert(p.key, &out[start..]);
-            return;
-        }
         if let Some(id) = self.vocab.rank(piece) {
-            out.push(id);
-            return;
+            return out.push(id);
+        }
+        if piece.len() <= table::SHORT_MAX {
+            return self.merge_piece(piece, parts, cache, out);
         }
         let hash = crate::vocab::hash_bytes(piece);
         if !cache.get(piece, hash, out) {

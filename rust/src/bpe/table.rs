@@ -79,7 +79,6 @@ pub enum Found<'t> {
     Missing,
 }
 
-#[derive(Default)]
 pub struct PieceTable {
     lines: HugeSlice<Line>,
     /// `64 - log2(lines.len())`: a hash's top bits pick the home line.
@@ -88,16 +87,20 @@ pub struct PieceTable {
     spill: Vec<Rank>,
 }
 
-impl PieceTable {
-    /// Makes the table's first lines (a new table has none, so that an idle thread holds no
-    /// memory); call before probing.
-    #[inline]
-    pub fn ready(&mut self) {
-        if self.lines.is_empty() {
-            self.resize(MIN_LINES);
-        }
+impl Default for PieceTable {
+    fn default() -> Self {
+        let mut table = PieceTable {
+            lines: HugeSlice::default(),
+            shift: 0,
+            len: 0,
+            spill: Vec::new(),
+        };
+        table.resize(MIN_LINES);
+        table
     }
+}
 
+impl PieceTable {
     fn resize(&mut self, lines: usize) {
         let old = std::mem::replace(&mut self.lines, HugeSlice::zeroed(lines));
         self.shift = 64 - lines.trailing_zeros();
@@ -114,7 +117,7 @@ impl PieceTable {
     /// Starts loading the line where the probe of a key with hash `h` begins.
     #[inline(always)]
     pub fn prefetch(&self, h: u64) {
-        // SAFETY: `home` is below the number of lines, a power of two (see `ready`).
+        // SAFETY: `home` is below the number of lines, a power of two (never none).
         prefetch(unsafe { self.lines.get_unchecked(self.home(h)) });
     }
 
@@ -222,7 +225,6 @@ mod tests {
     #[test]
     fn finds_what_it_holds_through_growth_and_clearing() {
         let mut t = PieceTable::default();
-        t.ready();
         let pieces: Vec<Vec<u8>> = (0..20_000u32)
             .map(|i| format!("w{i}").into_bytes())
             .collect();
@@ -243,7 +245,6 @@ mod tests {
         assert!(t.lines.len() * 2 >= t.len);
         // a full table starts over
         let mut t = PieceTable::default();
-        t.ready();
         t.insert(key(b"w1"), &[1]);
         for i in 1..MAX_ENTRIES as u32 + 1 {
             t.insert(key(format!("x{i}").as_bytes()), &[i]);

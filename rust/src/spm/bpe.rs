@@ -4,6 +4,7 @@
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
+use std::ops::Range;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -13,15 +14,18 @@ use super::unigram::SplitMix64;
 use super::{Joins, SentencePiece, SpaceCuts, SPACE_CHAR};
 use crate::bpe::cache::{with_cache, PieceCache};
 use crate::bpe::merge::PairMemo;
+use crate::bpe::table;
 use crate::cache::{Whole, WholeWords};
 use crate::charbpe::{keep_alive, scan_merges};
 use crate::trie::Trie;
-use crate::vocab::Vocab;
+use crate::vocab::{hash_bytes, Vocab};
 
 const NONE: u32 = u32::MAX;
 
 /// For each UNUSED piece that a merge proposed: the length of its left part.
 type Splits = FxHashMap<Box<[u8]>, u32>;
+/// Words looked up together (their table lines prefetched while the group fills).
+const GROUP: usize = 32;
 /// Words of at most this many symbols merge with a flat scan; longer ones with a heap.
 const SCAN_MAX: usize = 48;
 
@@ -105,30 +109,48 @@ impl Bpe {
                 self.emit_all(sp, text, &syms, &rev, out);
                 return;
             }
-            // the words, and their parts (see `joins`)
-            let parts = self.joins.parts(text, SpaceCuts::RunStarts);
-            self.whole.for_each(
-                text,
-                parts,
-                cache,
-                |cache, hash| cache.prefetch_slot(hash),
-                |cache, part, whole, hash| {
-                    self.encode_word(sp, &text[part], whole, hash, cache, &mut syms, out)
-                },
-            );
+            // The words, and their parts (see `joins`), looked up in groups: the short ones'
+            // table lines are prefetched as the group fills.
+            let mut group = Vec::with_capacity(GROUP);
+            let mut flush = |group: &mut Vec<(Range<usize>, u128, u64)>, cache: &mut PieceCache| {
+                cache.emit_group(
+                    group,
+                    |g| (g.1, g.2),
+                    out,
+                    |cache, g, out| {
+                        let word = &text[g.0.clone()];
+                        let whole = self.whole.whole(word);
+                        self.encode_word(sp, word, whole, cache, &mut syms, out)
+                    },
+                );
+                group.clear();
+            };
+            for part in self.joins.parts(text, SpaceCuts::RunStarts) {
+                let (key, hash) = if (1..=table::SHORT_MAX).contains(&part.len()) {
+                    let key = table::key_within(text, part.start, part.len());
+                    let hash = table::hash(key);
+                    cache.table.prefetch(hash);
+                    (key, hash)
+                } else {
+                    (0, 0)
+                };
+                group.push((part, key, hash));
+                if group.len() == GROUP {
+                    flush(&mut group, cache);
+                }
+            }
+            flush(&mut group, cache);
         })
     }
 
-    /// Appends the ids of one word (or part): one that is a piece which merging gives back
-    /// is that piece, with no merge and no cache; others go through the word cache (`hash`
-    /// is the word's `hash_bytes`).
-    #[allow(clippy::too_many_arguments)]
+    /// Appends the ids of one word (or part) that the piece table does not hold: one that is
+    /// a piece which merging gives back is that piece, with no merge; a long one goes through
+    /// the word cache.
     fn encode_word(
         &self,
         sp: &SentencePiece,
         word: &[u8],
         whole: Whole,
-        hash: u64,
         cache: &mut PieceCache,
         syms: &mut Vec<Sym>,
         out: &mut Vec<u32>,
@@ -138,15 +160,15 @@ impl Bpe {
             Whole::Unknown(id) => {
                 let at = out.len();
                 self.merge_word(sp, word, cache, syms, out);
-                let alone = out[at..] == [id];
-                self.whole.learn(id, alone);
-                if !alone {
-                    cache.put(word, hash, &out[at..]);
-                }
+                self.whole.learn(id, out[at..] == [id]);
                 return;
             }
             Whole::No => {}
         }
+        if word.len() <= table::SHORT_MAX {
+            return self.merge_word(sp, word, cache, syms, out);
+        }
+        let hash = hash_bytes(word);
         if cache.get(word, hash, out) {
             return;
         }
