@@ -26,7 +26,7 @@ const MAX_ENTRIES: usize = 1 << 18;
 /// Caches kept per thread (one per model in use).
 const PER_THREAD: usize = 4;
 /// Words (or parts) up to this many bytes are cached; longer ones seldom repeat.
-pub const MAX_CACHED_WORD: usize = 128;
+pub const MAX_CACHED_WORD: usize = 256;
 
 /// One slot of the open-addressing table; `len == 0` marks an empty one (keys are not empty).
 #[derive(Clone, Copy, Default)]

@@ -10,8 +10,8 @@ use std::cell::RefCell;
 use super::backtrack::LongMemo;
 use super::merge::PairMemo;
 use super::table::{Found, PieceTable};
-use crate::cache::{PerThread, WordCache};
-use crate::vocab::Rank;
+use crate::cache::{PerThread, WordCache, MAX_CACHED_WORD};
+use crate::vocab::{hash_bytes, Rank};
 
 #[derive(Default)]
 pub struct PieceCache {
@@ -76,6 +76,18 @@ impl PieceCache {
             }
             out.reserve(4 * (group.len() - i));
         }
+    }
+
+    /// The [`crate::vocab::hash_bytes`] of a long `piece` (0 for one too long to be cached),
+    /// its word-cache slot prefetched.
+    #[inline]
+    pub fn prefetch_word(&self, piece: &[u8]) -> u64 {
+        if piece.len() > MAX_CACHED_WORD {
+            return 0;
+        }
+        let hash = hash_bytes(piece);
+        self.words.prefetch_slot(hash);
+        hash
     }
 
     /// Remembers the ids of `piece` (which must not be cached yet; `hash` as for `get`).

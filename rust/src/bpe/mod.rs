@@ -156,8 +156,8 @@ fn ids_for(len: usize) -> Vec<Rank> {
 /// Pieces pre-tokenized (and prefetched) ahead of their lookups.
 const PREFETCH_GROUP: usize = 32;
 
-/// A piece waiting in a group for its lookup: its table key and hash (both 0 for a piece too
-/// long for the table).
+/// A piece waiting in a group for its lookup: its table key and hash (for a piece too long
+/// for the table: key 0, and the hash of the word cache).
 struct Pending<'t> {
     piece: &'t str,
     key: u128,
@@ -319,7 +319,7 @@ impl Bpe {
                     cache.table.prefetch(hash);
                     (key, hash)
                 } else {
-                    (0, 0)
+                    (0, cache.prefetch_word(piece.as_bytes()))
                 };
                 group.push(Pending { piece, key, hash });
                 if group.len() == PREFETCH_GROUP {
@@ -345,31 +345,32 @@ impl Bpe {
             group,
             |p| (p.key, p.hash),
             out,
-            |cache, p, out| self.encode_piece(p.piece.as_bytes(), parts, cache, out),
+            |cache, p, out| self.encode_piece(p.piece.as_bytes(), p.hash, parts, cache, out),
         );
         group.clear();
     }
 
     /// Appends the ids of a piece that the table does not hold: a short one seen for the
-    /// first time, or a long one.
+    /// first time, or a long one (`hash`: its `hash_bytes` if the word cache may hold it).
     #[inline(never)]
     fn encode_piece(
         &self,
         piece: &[u8],
+        hash: u64,
         parts: &mut Vec<merge::Part>,
         cache: &mut cache::PieceCache,
         out: &mut Vec<Rank>,
     ) {
-        if let Some(id) = self.vocab.rank(piece) {
-            return out.push(id);
+        if piece.len() > table::SHORT_MAX && cache.get(piece, hash, out) {
+            return;
         }
-        if piece.len() <= table::SHORT_MAX {
-            return self.merge_piece(piece, parts, cache, out);
+        let start = out.len();
+        match self.vocab.rank(piece) {
+            Some(id) => out.push(id),
+            None => self.merge_piece(piece, parts, cache, out),
         }
-        let hash = crate::vocab::hash_bytes(piece);
-        if !cache.get(piece, hash, out) {
-            let start = out.len();
-            self.merge_piece(piece, parts, cache, out);
+        if piece.len() > table::SHORT_MAX {
+            // tokens too: a long piece is then one probe of the cache, not two
             cache.put(piece, hash, &out[start..]);
         }
     }
