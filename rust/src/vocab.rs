@@ -21,6 +21,7 @@
 
 use std::borrow::Cow;
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
 
 use base64::Engine as _;
 
@@ -73,6 +74,9 @@ pub struct Vocab {
     /// 256; a [`Vocab::from_pieces`] one need not, and its missing bytes hold `Rank::MAX`).
     byte_ids: [Rank; 256],
     max_token_len: usize,
+    /// The rank of each two-byte token at `first << 8 | second` (`Rank::MAX` where none),
+    /// made at the first merge: the first pairs of every merge are bytes.
+    byte_pairs: Arc<OnceLock<Box<[Rank]>>>,
 }
 
 impl Vocab {
@@ -134,7 +138,9 @@ impl Vocab {
             // the order of the home slots instead, counting-sorted into stretches of a few KB,
             // took longer: 3 ms to sort, and no faster inserts.)
             if let Some(ahead) = (id + INSERT_AHEAD < n_ids).then(|| token(id + INSERT_AHEAD)) {
-                index.prefetch(ahead);
+                if !ahead.is_empty() {
+                    index.probe(ahead);
+                }
             }
             let tok = token(id);
             if tok.is_empty() {
@@ -157,6 +163,7 @@ impl Vocab {
             index,
             byte_ids: [0; 256],
             max_token_len,
+            byte_pairs: Arc::default(),
         };
         for b in 0..=255u8 {
             let id = vocab.rank(&[b]);
@@ -335,15 +342,6 @@ impl Vocab {
         self.index.get(tok, |r| self.token_unchecked(r))
     }
 
-    /// Asks the CPU to start loading the index slot of `tok`, so that a [`Vocab::rank`] of it
-    /// a little later finds the slot in cache. The encoder prefetches a few dozen pieces
-    /// ahead: on a first pass over text the index lookups are cache misses, and overlapping
-    /// them with the pre-tokenizer's work hides most of their latency.
-    #[inline(always)]
-    pub fn prefetch(&self, tok: &[u8]) {
-        self.index.prefetch(tok);
-    }
-
     /// Starts the lookup of `tok`: hashes it once and prefetches its index slot. Finish it
     /// with [`Vocab::rank_probed`] a little later (the encoder probes a group of pieces while
     /// it pre-tokenizes, and looks them up once the slots are in cache).
@@ -356,6 +354,21 @@ impl Vocab {
     #[inline(always)]
     pub fn rank_probed(&self, tok: &[u8], probe: Probe) -> Option<Rank> {
         self.index.get_from(tok, probe, |r| self.token_unchecked(r))
+    }
+
+    /// The rank of the two-byte token `[a, b]` (`Rank::MAX` if there is none), from a dense
+    /// table of 64k ranks: no hash, no probe, and the same 256 KB for every thread.
+    #[inline]
+    pub fn byte_pair_ranks(&self) -> &[Rank] {
+        self.byte_pairs.get_or_init(|| {
+            let mut table = vec![Rank::MAX; 1 << 16].into_boxed_slice();
+            for (id, tok) in self.iter() {
+                if let [a, b] = *tok {
+                    table[(a as usize) << 8 | b as usize] = id;
+                }
+            }
+            table
+        })
     }
 
     /// The id of the one-byte token `b`.
@@ -588,13 +601,6 @@ impl TokenMap {
         }
     }
 
-    #[inline(always)]
-    fn prefetch(&self, tok: &[u8]) {
-        if !tok.is_empty() {
-            self.probe(tok);
-        }
-    }
-
     /// Starts loading what the lookup of a `len`-byte token with this probe reads first: its
     /// home slot, and beside it the tail of a 9- to 16-byte token.
     #[inline(always)]
@@ -671,6 +677,21 @@ mod tests {
         pairs.push((b"ab".to_vec(), 256));
         pairs.push((vec![b'x'; 300], 258));
         Vocab::from_pairs(pairs, "tiny").unwrap()
+    }
+
+    #[test]
+    fn byte_pair_ranks_are_the_ranks_of_two_byte_tokens() {
+        let v = crate::registry::load("cl100k_base")
+            .unwrap()
+            .vocab()
+            .clone();
+        let table = v.byte_pair_ranks();
+        for a in 0..=255u8 {
+            for b in 0..=255u8 {
+                let want = v.rank(&[a, b]).unwrap_or(Rank::MAX);
+                assert_eq!(table[(a as usize) << 8 | b as usize], want, "{a} {b}");
+            }
+        }
     }
 
     #[test]

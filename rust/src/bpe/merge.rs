@@ -94,12 +94,6 @@ impl PairMemo {
         r
     }
 
-    /// Starts loading the memo slot of `(left, right)`.
-    #[inline(always)]
-    fn prefetch(&self, left: Rank, right: Rank) {
-        crate::vocab::prefetch(&self.slots[self.slot(Self::key(left, right))]);
-    }
-
     /// The pair's key, complemented so that no pair has the empty slot's key 0 (ids are
     /// below `NONE`).
     #[inline(always)]
@@ -156,13 +150,9 @@ pub fn merge_small(
         id: vocab.byte_rank(piece[i]),
         pair: NONE,
     }));
-    // The first pairs are independent: start all their loads, then read them.
+    let byte_pairs = vocab.byte_pair_ranks();
     for i in 0..n - 1 {
-        memo.prefetch(parts[i].id, parts[i + 1].id);
-        vocab.prefetch(&piece[i..i + 2]);
-    }
-    for i in 0..n - 1 {
-        parts[i].pair = memo.rank(vocab, piece, i, i + 2, parts[i].id, parts[i + 1].id);
+        parts[i].pair = byte_pairs[(piece[i] as usize) << 8 | piece[i + 1] as usize];
     }
     // end of part k (the start of the next one, or the end of the piece)
     let end = |parts: &[Part], k: usize| parts.get(k + 1).map_or(n, |p| p.start as usize);
