@@ -18,7 +18,7 @@ use crate::bpe::table;
 use crate::cache::{Whole, WholeWords};
 use crate::charbpe::{keep_alive, scan_merges};
 use crate::trie::Trie;
-use crate::vocab::{hash_bytes, Vocab};
+use crate::vocab::Vocab;
 
 const NONE: u32 = u32::MAX;
 
@@ -109,8 +109,8 @@ impl Bpe {
                 self.emit_all(sp, text, &syms, &rev, out);
                 return;
             }
-            // The words, and their parts (see `joins`), looked up in groups: the short ones'
-            // table lines are prefetched as the group fills.
+            // The words, and their parts (see `joins`), looked up in groups: their table lines
+            // (or, for long ones, word-cache slots) are prefetched as the group fills.
             let mut group = Vec::with_capacity(GROUP);
             let mut flush = |group: &mut Vec<(Range<usize>, u128, u64)>, cache: &mut PieceCache| {
                 cache.emit_group(
@@ -118,9 +118,7 @@ impl Bpe {
                     |g| (g.1, g.2),
                     out,
                     |cache, g, out| {
-                        let word = &text[g.0.clone()];
-                        let whole = self.whole.whole(word);
-                        self.encode_word(sp, word, whole, cache, &mut syms, out)
+                        self.encode_word(sp, &text[g.0.clone()], g.2, cache, &mut syms, out)
                     },
                 );
                 group.clear();
@@ -132,7 +130,7 @@ impl Bpe {
                     cache.table.prefetch(hash);
                     (key, hash)
                 } else {
-                    (0, 0)
+                    (0, cache.prefetch_word(&text[part.clone()]))
                 };
                 group.push((part, key, hash));
                 if group.len() == GROUP {
@@ -143,38 +141,36 @@ impl Bpe {
         })
     }
 
-    /// Appends the ids of one word (or part) that the piece table does not hold: one that is
-    /// a piece which merging gives back is that piece, with no merge; a long one goes through
-    /// the word cache.
+    /// Appends the ids of one word (or part) that the piece table does not hold: a long one
+    /// from the word cache (`hash`: its `hash_bytes`, or 0 if too long to be cached) if it is
+    /// there; else a word that is a piece which merging gives back is that piece, with no
+    /// merge, and others merge.
     fn encode_word(
         &self,
         sp: &SentencePiece,
         word: &[u8],
-        whole: Whole,
+        hash: u64,
         cache: &mut PieceCache,
         syms: &mut Vec<Sym>,
         out: &mut Vec<u32>,
     ) {
-        match whole {
-            Whole::Yes(id) => return out.push(id),
-            Whole::Unknown(id) => {
-                let at = out.len();
-                self.merge_word(sp, word, cache, syms, out);
-                self.whole.learn(id, out[at..] == [id]);
-                return;
-            }
-            Whole::No => {}
-        }
-        if word.len() <= table::SHORT_MAX {
-            return self.merge_word(sp, word, cache, syms, out);
-        }
-        let hash = hash_bytes(word);
-        if cache.get(word, hash, out) {
+        let long = word.len() > table::SHORT_MAX;
+        if long && cache.get(word, hash, out) {
             return;
         }
         let at = out.len();
-        self.merge_word(sp, word, cache, syms, out);
-        cache.put(word, hash, &out[at..]);
+        match self.whole.whole(word) {
+            Whole::Yes(id) => out.push(id),
+            Whole::Unknown(id) => {
+                self.merge_word(sp, word, cache, syms, out);
+                self.whole.learn(id, out[at..] == [id]);
+            }
+            Whole::No => self.merge_word(sp, word, cache, syms, out),
+        }
+        if long {
+            // pieces too: a long word is then one probe of the cache, not two
+            cache.put(word, hash, &out[at..]);
+        }
     }
 
     /// Merges one word and appends its ids.
