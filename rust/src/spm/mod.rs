@@ -65,6 +65,14 @@
 //!   Rust loop: normalize alone 174 -> 332 MB/s, normalize and parts 91 -> 182, whole
 //!   encode 49 -> 67 warm. bench_spm (one run, MB/s cold / warm): Mistral en 42 / 62 ->
 //!   47 / 77, multi 25 / 56 -> 29 / 63; Unigram en 43 / 56 -> 46 / 63, multi unchanged.
+//! - BPE: words of up to 15 bytes come from the byte-level BPE's per-thread piece table
+//!   (`bpe/table.rs`: the word's bytes as one key, up to four ids beside it, one cache line
+//!   per probe, whole pieces and merged words alike); a longer word asks the word cache
+//!   first (pieces cached too), its slot prefetched as the group of 32 fills. The cut scan
+//!   finds the ASCII bytes and `▁` leads 16 bytes at a time (SSE2) and looks up only pairs of
+//!   ASCII bytes (a 2 KB bitmap instead of the byte table measured 10% slower). Mistral, Rust
+//!   loop, MB/s cold / warm: en 55 / 82 -> 68 / 119 (the table) -> 71 / 132 (long words) ->
+//!   71 / 134 (the scan); multi 34 / 71 -> 36.5 / 81 -> 38 / 103 -> 39 / 115.
 //! - Tried and dropped: Unigram words looked up whole (one lookup for `▁word,` rather than
 //!   one per part, a new word joined from its parts' cached solutions): warm en +10%, but
 //!   cold en -20% (twice the entries, parts looked up without prefetch) and more replays
