@@ -108,7 +108,7 @@ def test_mistral_matches(corpus):
 def test_unigram_shared_corpus_matches(corpus):
     docs = shared_corpus(corpus)  # long documents included: near-ties deep inside them
     ours, ref = load(UNIGRAM)
-    bad = mismatches(ours, ref, docs)
+    bad = mismatches(ours, ref, docs, passes=2)
     assert not bad, describe(ours, ref, docs[bad[0]])
 
 

@@ -39,6 +39,8 @@ pub(crate) unsafe trait Zeroable: Copy {}
 
 // SAFETY: integers.
 unsafe impl Zeroable for u64 {}
+// SAFETY: integers.
+unsafe impl Zeroable for u32 {}
 // SAFETY: an array of integers.
 unsafe impl Zeroable for [u64; 2] {}
 // SAFETY: integers (the padding is not read).

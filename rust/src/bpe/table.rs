@@ -10,6 +10,9 @@
 //! bytes, two to a 64-byte line, and the probe reads both: at a load of at most one half,
 //! almost every piece is found in its home line.
 //!
+//! The table is generic over what it keeps (`Inline`): SentencePiece Unigram keeps each
+//! short word's cached solution in it, a header and up to three tokens (`spm/unigram.rs`).
+//!
 //! Entries are made on the first sight of a piece (after a probe of the shared vocabulary
 //! index, or a merge), so a thread's first pass pays one miss per distinct piece. Memory is
 //! bounded: at [`MAX_ENTRIES`] pieces, or when the spilled ids of pieces of more than four
@@ -31,19 +34,40 @@ const MIN_LINES: usize = 1 << 10;
 const COUNT_SHIFT: u32 = 124;
 const KEY_BITS: u128 = !(0xF << COUNT_SHIFT);
 
+/// What the table keeps for a piece: up to four values beside the key; more go to the spill
+/// vector, and the inline room then holds where.
+pub trait Inline: Copy + Default + Zeroable {
+    /// The inline room of an entry whose values are `spill[at..at + len]`.
+    fn spilled(at: u32, len: u32) -> [Self; INLINE];
+    /// `(at, len)` back from such room.
+    fn spill_of(room: &[Self; INLINE]) -> (usize, usize);
+}
+
+impl Inline for Rank {
+    fn spilled(at: u32, len: u32) -> [Self; INLINE] {
+        [at, len, 0, 0]
+    }
+
+    #[inline]
+    fn spill_of(room: &[Self; INLINE]) -> (usize, usize) {
+        (room[0] as usize, room[1] as usize)
+    }
+}
+
 #[derive(Clone, Copy, Default)]
 #[repr(C)]
-struct Entry {
+struct Entry<V> {
     key: u128,
-    ids: [Rank; INLINE],
+    ids: [V; INLINE],
 }
 
 #[derive(Clone, Copy, Default)]
 #[repr(C, align(64))]
-struct Line([Entry; 2]);
+struct Line<V>([Entry<V>; 2]);
 
-// SAFETY: integers only; the zeroed entry (key 0, which no piece has) is the empty one.
-unsafe impl Zeroable for Line {}
+// SAFETY: a key and zeroable values; the zeroed entry (key 0, which no piece has) is the
+// empty one.
+unsafe impl<V: Inline> Zeroable for Line<V> {}
 
 /// The key of the piece `text[start..start + len]`, `len` in `1..=SHORT_MAX`: its bytes
 /// little-endian with the length above them. One 16-byte load and a mask where the text
@@ -71,23 +95,23 @@ pub fn hash(key: u128) -> u64 {
 }
 
 /// What a probe found.
-pub enum Found<'t> {
-    /// The piece's ids: the first `n` of these four.
-    Inline([Rank; INLINE], usize),
-    /// The piece's ids, more than four.
-    Spilled(&'t [Rank]),
+pub enum Found<'t, V = Rank> {
+    /// The piece's values: the first `n` of these four.
+    Inline([V; INLINE], usize),
+    /// The piece's values, more than four.
+    Spilled(&'t [V]),
     Missing,
 }
 
-pub struct PieceTable {
-    lines: HugeSlice<Line>,
+pub struct PieceTable<V: Inline = Rank> {
+    lines: HugeSlice<Line<V>>,
     /// `64 - log2(lines.len())`: a hash's top bits pick the home line.
     shift: u32,
     len: usize,
-    spill: Vec<Rank>,
+    spill: Vec<V>,
 }
 
-impl Default for PieceTable {
+impl<V: Inline> Default for PieceTable<V> {
     fn default() -> Self {
         let mut table = PieceTable {
             lines: HugeSlice::default(),
@@ -100,7 +124,7 @@ impl Default for PieceTable {
     }
 }
 
-impl PieceTable {
+impl<V: Inline> PieceTable<V> {
     fn resize(&mut self, lines: usize) {
         let old = std::mem::replace(&mut self.lines, HugeSlice::zeroed(lines));
         self.shift = 64 - lines.trailing_zeros();
@@ -123,7 +147,7 @@ impl PieceTable {
 
     /// The ids of the piece whose key is `key` and hash `h`.
     #[inline(always)]
-    pub fn find(&self, key: u128, h: u64) -> Found<'_> {
+    pub fn find(&self, key: u128, h: u64) -> Found<'_, V> {
         let mask = self.lines.len() - 1;
         let mut i = self.home(h);
         loop {
@@ -145,14 +169,14 @@ impl PieceTable {
             return if n != 0 {
                 Found::Inline(e.ids, n)
             } else {
-                let at = e.ids[0] as usize;
-                Found::Spilled(&self.spill[at..at + e.ids[1] as usize])
+                let (at, len) = V::spill_of(&e.ids);
+                Found::Spilled(&self.spill[at..at + len])
             };
         }
     }
 
     /// Remembers `ids` (at least one) for a key not in the table.
-    pub fn insert(&mut self, key: u128, ids: &[Rank]) {
+    pub fn insert(&mut self, key: u128, ids: &[V]) {
         debug_assert!(!ids.is_empty());
         if self.len == MAX_ENTRIES || self.spill.len() + ids.len() > MAX_SPILL {
             self.lines.fill(Line::default());
@@ -166,21 +190,20 @@ impl PieceTable {
         }
         let mut e = Entry {
             key,
-            ids: [0; INLINE],
+            ids: [V::default(); INLINE],
         };
         if ids.len() <= INLINE {
             e.ids[..ids.len()].copy_from_slice(ids);
             e.key |= (ids.len() as u128) << COUNT_SHIFT;
         } else {
-            e.ids[0] = self.spill.len() as Rank;
-            e.ids[1] = ids.len() as Rank;
+            e.ids = V::spilled(self.spill.len() as u32, ids.len() as u32);
             self.spill.extend_from_slice(ids);
         }
         self.place(e);
         self.len += 1;
     }
 
-    fn place(&mut self, e: Entry) {
+    fn place(&mut self, e: Entry<V>) {
         let mask = self.lines.len() - 1;
         let mut i = self.home(hash(e.key & KEY_BITS));
         loop {

@@ -73,6 +73,10 @@
 //!   ASCII bytes (a 2 KB bitmap instead of the byte table measured 10% slower). Mistral, Rust
 //!   loop, MB/s cold / warm: en 55 / 82 -> 68 / 119 (the table) -> 71 / 132 (long words) ->
 //!   71 / 134 (the scan); multi 34 / 71 -> 36.5 / 81 -> 38 / 103 -> 39 / 115.
+//! - Unigram: a word of up to 15 bytes keeps its cached solution (the header and up to three
+//!   tokens, 48 bytes) beside its key in the same per-thread table, instead of a word-cache
+//!   slot and then its values elsewhere. Unigram test model, Rust loop, MB/s cold / warm: en
+//!   56 / 68 -> 74 / 93, multi 51 / 78 -> 58 / 92.
 //! - Tried and dropped: Unigram words looked up whole (one lookup for `▁word,` rather than
 //!   one per part, a new word joined from its parts' cached solutions): warm en +10%, but
 //!   cold en -20% (twice the entries, parts looked up without prefetch) and more replays

@@ -17,7 +17,9 @@ use rustc_hash::FxHashMap;
 use super::normalizer::utf8_len;
 use super::proto::PieceType;
 use super::{Joins, SentencePiece, SpaceCuts, SPACE};
+use crate::bpe::table::{self, Found, Inline, PieceTable};
 use crate::cache::{Groups, PerThread, WordCache, MAX_CACHED_WORD};
+use crate::huge::Zeroable;
 use crate::trie::Trie;
 use crate::vocab::hash_bytes;
 
@@ -59,11 +61,27 @@ pub struct Unigram {
 
 /// One token of a cached word: id, end byte in the word, the score its edge adds. A cached
 /// entry starts with a header in the same shape (see [`Unigram::solve_local`]).
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 struct Seg {
     id: u32,
     end: u32,
     score: f32,
+}
+
+// SAFETY: integers and a float; all-zero bytes are a valid value.
+unsafe impl Zeroable for Seg {}
+
+impl Inline for Seg {
+    fn spilled(at: u32, len: u32) -> [Self; 4] {
+        let mut room = [Seg::default(); 4];
+        (room[0].id, room[0].end) = (at, len);
+        room
+    }
+
+    #[inline]
+    fn spill_of(room: &[Self; 4]) -> (usize, usize) {
+        (room[0].id as usize, room[0].end as usize)
+    }
 }
 
 /// A node of [`Unigram::solve_local`]'s exact Viterbi: the best path's score and, to tell
@@ -77,8 +95,16 @@ struct Exact {
     step: f32,
 }
 
+/// A thread's cached word solutions for one model: words of up to 15 bytes in the inline
+/// table of byte-level BPE (one line a lookup), longer ones in a word cache.
+#[derive(Default)]
+struct Words {
+    short: PieceTable<Seg>,
+    long: WordCache<Seg>,
+}
+
 thread_local! {
-    static WORDS: std::cell::RefCell<PerThread<WordCache<Seg>>> =
+    static WORDS: std::cell::RefCell<PerThread<Words>> =
         const { std::cell::RefCell::new(PerThread::new()) };
 }
 
@@ -190,35 +216,57 @@ impl Unigram {
             let cache = caches.get(sp.cache_owner);
             let mut score = 0.0f32;
             let (mut entry, mut nodes) = (Vec::new(), Vec::new());
-            // Looked up a group at a time, the group's slots and then values prefetched first:
-            // a warm pass waits on these reads (see `crate::cache`). Words too long to cache
-            // are not hashed.
+            // Looked up a group at a time, their lines or slots prefetched first (and then a
+            // long word's values): a warm pass waits on these reads (see `crate::cache`).
+            // Words of up to 15 bytes, most of them, are one line of the short table; longer
+            // ones go to the word cache; words too long to cache are not hashed.
             let mut groups = Groups::new(self.joins.parts(text, SpaceCuts::Each));
             while let Some(group) = groups.next(|w| {
-                let h = (w.len() <= MAX_CACHED_WORD).then(|| hash_bytes(&text[w.clone()]));
-                if let Some(h) = h {
-                    cache.prefetch_slot(h);
+                let len = w.len();
+                if (1..=table::SHORT_MAX).contains(&len) {
+                    let key = table::key_within(text, w.start, len);
+                    let h = table::hash(key);
+                    cache.short.prefetch(h);
+                    return (w.start, w.end, key, Some(h));
                 }
-                (w.start, w.end, h)
+                let h = (len <= MAX_CACHED_WORD).then(|| hash_bytes(&text[w.clone()]));
+                if let Some(h) = h {
+                    cache.long.prefetch_slot(h);
+                }
+                (w.start, w.end, 0, h)
             }) {
-                for &(start, end, h) in group {
-                    if let Some(h) = h {
-                        cache.prefetch_values(&text[start..end], h);
+                for &(start, end, key, h) in group {
+                    if let (0, Some(h)) = (key, h) {
+                        cache.long.prefetch_values(&text[start..end], h);
                     }
                 }
-                for &(start, end, h) in group {
+                for &(start, end, key, h) in group {
                     let word = &text[start..end];
                     if !(-RECENTER..=RECENTER).contains(&score) {
                         // the re-centering `viterbi` would do at this position
                         score = 0.0;
                     }
                     if let Some(h) = h {
-                        let next = match cache.get_hashed(word, h) {
-                            Some(e) => self.replay(sp, word, e, score, out),
-                            None => {
-                                self.solve_local(sp, word, &mut nodes, &mut entry);
-                                cache.put_hashed(word, h, &entry);
-                                self.replay(sp, word, &entry, score, out)
+                        let next = if key != 0 {
+                            match cache.short.find(key, h) {
+                                Found::Inline(segs, n) => {
+                                    self.replay(sp, word, &segs[..n], score, out)
+                                }
+                                Found::Spilled(segs) => self.replay(sp, word, segs, score, out),
+                                Found::Missing => {
+                                    self.solve_local(sp, word, &mut nodes, &mut entry);
+                                    cache.short.insert(key, &entry);
+                                    self.replay(sp, word, &entry, score, out)
+                                }
+                            }
+                        } else {
+                            match cache.long.get_hashed(word, h) {
+                                Some(e) => self.replay(sp, word, e, score, out),
+                                None => {
+                                    self.solve_local(sp, word, &mut nodes, &mut entry);
+                                    cache.long.put_hashed(word, h, &entry);
+                                    self.replay(sp, word, &entry, score, out)
+                                }
                             }
                         };
                         if let Some(next) = next {
