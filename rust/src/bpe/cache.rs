@@ -41,7 +41,7 @@ impl PieceCache {
 
     /// Appends the ids of each item of `group`, in order: from the table when it has them,
     /// else made by `make` (and then remembered, for items whose table `key` is not 0; see
-    /// `table::key_within`). The items' table lines should have been prefetched.
+    /// `PieceTable::start`). The items' table lines should have been prefetched.
     #[inline(always)]
     pub fn emit_group<T>(
         &mut self,

@@ -332,10 +332,7 @@ impl Bpe {
                     return; // a look-ahead piece (see `encode_segment`)
                 }
                 let (key, hash) = if piece.len() <= table::SHORT_MAX {
-                    let key = table::key_within(bytes, start, piece.len());
-                    let hash = table::hash(key);
-                    cache.table.prefetch(hash);
-                    (key, hash)
+                    cache.table.start(bytes, start, piece.len())
                 } else {
                     (0, cache.prefetch_word(piece.as_bytes()))
                 };

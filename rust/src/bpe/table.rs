@@ -73,7 +73,7 @@ unsafe impl<V: Inline> Zeroable for Line<V> {}
 /// little-endian with the length above them. One 16-byte load and a mask where the text
 /// has 16 bytes from `start` (no branch on the length, which varies at random).
 #[inline(always)]
-pub fn key_within(text: &[u8], start: usize, len: usize) -> u128 {
+fn key_within(text: &[u8], start: usize, len: usize) -> u128 {
     debug_assert!((1..=SHORT_MAX).contains(&len));
     let raw = match text.get(start..start + 16) {
         Some(w) => u128::from_le_bytes(w.try_into().unwrap()),
@@ -88,7 +88,7 @@ pub fn key_within(text: &[u8], start: usize, len: usize) -> u128 {
 
 /// A hash of a key whose high bits are spread (the table indexes by them).
 #[inline(always)]
-pub fn hash(key: u128) -> u64 {
+fn hash(key: u128) -> u64 {
     const K1: u64 = 0x9E37_79B9_7F4A_7C15;
     const K2: u64 = 0xD6E8_FEB8_6659_FD93;
     ((key as u64).wrapping_mul(K1) ^ (key >> 64) as u64).wrapping_mul(K2)
@@ -138,11 +138,15 @@ impl<V: Inline> PieceTable<V> {
         (h >> self.shift) as usize
     }
 
-    /// Starts loading the line where the probe of a key with hash `h` begins.
+    /// Starts the lookup of the piece `text[start..start + len]` (`len` in `1..=SHORT_MAX`):
+    /// its key and hash for [`PieceTable::find`], its line prefetched.
     #[inline(always)]
-    pub fn prefetch(&self, h: u64) {
+    pub fn start(&self, text: &[u8], start: usize, len: usize) -> (u128, u64) {
+        let key = key_within(text, start, len);
+        let h = hash(key);
         // SAFETY: `home` is below the number of lines, a power of two (never none).
         prefetch(unsafe { self.lines.get_unchecked(self.home(h)) });
+        (key, h)
     }
 
     /// The ids of the piece whose key is `key` and hash `h`.

@@ -125,10 +125,7 @@ impl Bpe {
             };
             for part in self.joins.parts(text, SpaceCuts::RunStarts) {
                 let (key, hash) = if (1..=table::SHORT_MAX).contains(&part.len()) {
-                    let key = table::key_within(text, part.start, part.len());
-                    let hash = table::hash(key);
-                    cache.table.prefetch(hash);
-                    (key, hash)
+                    cache.table.start(text, part.start, part.len())
                 } else {
                     (0, cache.prefetch_word(&text[part.clone()]))
                 };

@@ -224,9 +224,7 @@ impl Unigram {
             while let Some(group) = groups.next(|w| {
                 let len = w.len();
                 if (1..=table::SHORT_MAX).contains(&len) {
-                    let key = table::key_within(text, w.start, len);
-                    let h = table::hash(key);
-                    cache.short.prefetch(h);
+                    let (key, h) = cache.short.start(text, w.start, len);
                     return (w.start, w.end, key, Some(h));
                 }
                 let h = (len <= MAX_CACHED_WORD).then(|| hash_bytes(&text[w.clone()]));
