@@ -364,9 +364,14 @@ impl<'py> Texts<'py> {
         threads: usize,
         encode: impl Fn(usize, &str, usize, &mut Vec<Rank>) -> crate::Result<()> + Sync,
     ) -> PyResult<RaggedArrays<'py>> {
-        // (characters, not bytes: the UTF-8 forms are not made yet)
-        let chars: usize = self.strs.iter().map(|s| s.len().unwrap_or(0)).sum();
-        let ragged = if threads <= 1 || self.len() <= 1 || chars < batch::SEQUENTIAL_BELOW {
+        // The size that decides between one thread and the pool (characters, not bytes: the
+        // UTF-8 forms are not made yet), counted only where there is a choice to make.
+        let chars: usize = if threads > 1 && self.len() > 1 {
+            self.strs.iter().map(|s| s.len().unwrap_or(0)).sum()
+        } else {
+            0
+        };
+        let ragged = if chars < batch::SEQUENTIAL_BELOW {
             let strs = self.all()?;
             // A text longer than a few parts' worth of the batch is cut into parts, so that
             // one long text does not leave the other threads idle at the end.
