@@ -343,8 +343,8 @@ impl Vocab {
     }
 
     /// Starts the lookup of `tok`: hashes it once and prefetches its index slot. Finish it
-    /// with [`Vocab::rank_probed`] a little later (the encoder probes a group of pieces while
-    /// it pre-tokenizes, and looks them up once the slots are in cache).
+    /// with [`Vocab::rank_probed`] a little later (`cache::WholeWords` probes a group of words
+    /// as they are cut, and looks them up once the slots are in cache).
     #[inline(always)]
     pub fn probe(&self, tok: &[u8]) -> Probe {
         self.index.probe(tok)

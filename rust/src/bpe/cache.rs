@@ -1,7 +1,8 @@
 //! A per-thread cache of piece -> ids, so that a piece is looked up in the vocabulary or
 //! merged once per thread rather than at every occurrence: pieces of up to 15 bytes in the
 //! [`PieceTable`] (tokens too: one probe of it is cheaper than one of the vocabulary index),
-//! longer ones that need merging in a [`crate::cache::WordCache`]. Both are bounded. On the
+//! longer ones (up to `MAX_CACHED_WORD` bytes, tokens too) in a [`crate::cache::WordCache`].
+//! Both are bounded. On the
 //! multilingual corpus half of the bytes that need merging are repeats, so even a first pass
 //! gains; a second pass over the same text does no merging at all.
 
@@ -15,9 +16,9 @@ use crate::vocab::{hash_bytes, Rank};
 
 #[derive(Default)]
 pub struct PieceCache {
-    /// Pieces of up to 15 bytes, tokens or not (the byte-level BPE's; see `table.rs`).
+    /// Pieces (or SentencePiece BPE words) of up to 15 bytes, tokens or not (`table.rs`).
     pub table: PieceTable,
-    /// Longer pieces that need merging, and the SentencePiece BPE's words.
+    /// Longer ones, tokens or not.
     words: WordCache<Rank>,
     /// Pair ranks seen while merging (same thread, same encoding).
     pub pairs: PairMemo,

@@ -376,7 +376,8 @@ impl Bpe {
         cache: &mut cache::PieceCache,
         out: &mut Vec<Rank>,
     ) {
-        if piece.len() > table::SHORT_MAX && cache.get(piece, hash, out) {
+        let long = piece.len() > table::SHORT_MAX;
+        if long && cache.get(piece, hash, out) {
             return;
         }
         let start = out.len();
@@ -384,7 +385,7 @@ impl Bpe {
             Some(id) => out.push(id),
             None => self.merge_piece(piece, parts, cache, out),
         }
-        if piece.len() > table::SHORT_MAX {
+        if long {
             // tokens too: a long piece is then one probe of the cache, not two
             cache.put(piece, hash, &out[start..]);
         }
