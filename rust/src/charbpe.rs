@@ -33,6 +33,9 @@ const NONE: u32 = u32::MAX;
 const SPACE: &str = "\u{2581}";
 /// Pieces of at most this many symbols merge with a flat scan; longer ones with a heap.
 const SCAN_MAX: usize = 32;
+/// The most symbols [`scan_merges`] takes.
+pub(crate) const SCAN_CAP: usize = 64;
+const _: () = assert!(SCAN_MAX <= SCAN_CAP);
 
 /// The BPE model of a `tokenizer.json` (no continuing-subword prefix or end-of-word suffix).
 pub struct CharBpe {
@@ -79,17 +82,27 @@ pub(crate) fn keep_alive<S>(syms: &mut Vec<S>, alive: &[bool]) {
 /// sentencepiece's): repeatedly merges the best adjacent pair, the leftmost on ties, until no
 /// pair merges. `pair(l, r)` gives the pair's priority and merged id (or `None`), `better`
 /// says whether one priority beats another, and `join(l, r, id)` merges `r` into `l`.
-/// O(n·m) for n symbols and m merges, which for short words beats a heap.
+/// O(n·m) for n symbols and m merges, which for short words beats a heap. At most
+/// [`SCAN_CAP`] symbols: the pairs live on the stack (an allocation per word was a twentieth
+/// of a first pass).
 pub(crate) fn scan_merges<S, P: Copy>(
     syms: &mut Vec<S>,
     mut pair: impl FnMut(&S, &S) -> Option<(P, u32)>,
     better: impl Fn(P, P) -> bool,
     join: impl Fn(&mut S, &S, u32),
 ) {
+    assert!(
+        syms.len() <= SCAN_CAP,
+        "scan_merges takes at most {SCAN_CAP} symbols"
+    );
     if syms.len() < 2 {
         return;
     }
-    let mut pairs: Vec<Option<(P, u32)>> = syms.windows(2).map(|w| pair(&w[0], &w[1])).collect();
+    let mut room = [None; SCAN_CAP - 1];
+    for (p, w) in room.iter_mut().zip(syms.windows(2)) {
+        *p = pair(&w[0], &w[1]);
+    }
+    let mut pairs = &mut room[..syms.len() - 1];
     loop {
         let mut best: Option<(usize, P, u32)> = None;
         for (k, p) in pairs.iter().enumerate() {
@@ -102,7 +115,9 @@ pub(crate) fn scan_merges<S, P: Copy>(
         let Some((k, _, id)) = best else { break };
         let right = syms.remove(k + 1);
         join(&mut syms[k], &right, id);
-        pairs.remove(k);
+        pairs.copy_within(k + 1.., k);
+        let n = pairs.len() - 1;
+        pairs = &mut pairs[..n];
         if k + 1 < syms.len() {
             pairs[k] = pair(&syms[k], &syms[k + 1]);
         }
@@ -440,7 +455,8 @@ mod tests {
     #[test]
     fn scan_and_heap_agree() {
         let m = model(&[]);
-        let word: String = "abcab▁a▁▁bca".repeat(9);
+        // as long as the scan takes
+        let word: String = "abcab▁a▁▁bca".repeat(SCAN_CAP / 12);
         let mut scan: Vec<Sym> = Vec::new();
         let mut heap: Vec<Sym> = Vec::new();
         for (i, c) in word.char_indices() {

@@ -16,7 +16,7 @@ use crate::bpe::cache::{with_cache, PieceCache};
 use crate::bpe::merge::PairMemo;
 use crate::bpe::table;
 use crate::cache::{Whole, WholeWords};
-use crate::charbpe::{keep_alive, scan_merges};
+use crate::charbpe::{keep_alive, scan_merges, SCAN_CAP};
 use crate::trie::Trie;
 use crate::vocab::Vocab;
 
@@ -28,6 +28,7 @@ type Splits = FxHashMap<Box<[u8]>, u32>;
 const GROUP: usize = 32;
 /// Words of at most this many symbols merge with a flat scan; longer ones with a heap.
 const SCAN_MAX: usize = 48;
+const _: () = assert!(SCAN_MAX <= SCAN_CAP);
 
 pub struct Bpe {
     /// No piece holds `▁` right after another character: a text can be cut before each
@@ -42,8 +43,10 @@ pub struct Bpe {
     /// Ids of the normal pieces whose string is also a control/unknown/byte piece (which
     /// `PieceToId` prefers): almost always empty.
     shadowed: FxHashSet<u32>,
-    /// The id of each ASCII character's piece (NONE if it has none).
-    ascii: [u32; 128],
+    /// The id of each character's piece of the Basic Multilingual Plane, by code point (NONE
+    /// if it has none): every symbol starts as one character, and multilingual words are
+    /// mostly new ones on a first pass, so a hash probe per character was a fifth of it.
+    bmp: Box<[u32]>,
     /// sentencepiece's `pieces_` (normal, user-defined and unused pieces) in the inline-key
     /// table of byte-level BPE: what a merge makes, and whole words, are looked up there.
     whole: WholeWords,
@@ -92,7 +95,7 @@ impl Bpe {
             joins,
             has_unused: types.contains(&PieceType::Unused),
             shadowed,
-            ascii: std::array::from_fn(|b| pieces.rank(&[b as u8]).unwrap_or(NONE)),
+            bmp: bmp_ids(&pieces),
             whole: WholeWords::new(pieces),
         }
     }
@@ -235,10 +238,19 @@ impl Bpe {
                 Some((len, _)) => (len, true),
                 None => (utf8_len(rest[0]).min(rest.len()), false),
             };
-            let id = if len == 1 && rest[0] < 0x80 {
-                self.ascii[rest[0] as usize]
-            } else {
-                self.piece_id(&rest[..len])
+            let id = match (frozen, &rest[..len]) {
+                // (a lead byte that does not match the length: only at the end of a text
+                // that is not UTF-8, which a normalized one always is)
+                (false, &[a]) if a < 0x80 => self.bmp[a as usize],
+                (false, &[a, b]) if a < 0xe0 => {
+                    self.bmp[(a as usize & 0x1f) << 6 | (b as usize & 0x3f)]
+                }
+                (false, &[a, b, c]) if a < 0xf0 => {
+                    let c =
+                        (a as usize & 0x0f) << 12 | (b as usize & 0x3f) << 6 | c as usize & 0x3f;
+                    self.bmp[c]
+                }
+                (_, piece) => self.piece_id(piece),
             };
             syms.push(Sym {
                 start: at as u32,
@@ -293,6 +305,20 @@ impl Bpe {
         }
         sp.emit(segment, id, out);
     }
+}
+
+/// The id of each one-character piece of the Basic Multilingual Plane, by code point.
+fn bmp_ids(pieces: &Vocab) -> Box<[u32]> {
+    let mut ids = vec![NONE; 0x10000].into_boxed_slice();
+    for (id, piece) in pieces.iter() {
+        let mut chars = std::str::from_utf8(piece).into_iter().flat_map(str::chars);
+        if let (Some(c), None) = (chars.next(), chars.next()) {
+            if let Some(slot) = ids.get_mut(c as usize) {
+                *slot = id;
+            }
+        }
+    }
+    ids
 }
 
 impl Bpe {
