@@ -48,7 +48,8 @@ const UNK_PENALTY: f32 = 10.0;
 pub struct Unigram {
     /// normal and user-defined pieces (unused ones are never candidates)
     trie: Trie,
-    user_defined: Vec<bool>,
+    /// The score an edge of each piece adds (see `new`), by id.
+    edge_scores: Box<[f32]>,
     min_score: f32,
     /// No candidate piece holds `▁` after its first byte, so no lattice edge crosses the start
     /// of a `▁`: the text can be solved word by word (see `encode`).
@@ -143,24 +144,23 @@ impl Unigram {
                 _ => scores[id].abs(),
             })
             .fold((min_score - UNK_PENALTY).abs(), f32::max);
+        // user-defined pieces get 0.1 per byte after the first, which makes them win over any
+        // split (sentencepiece(-lite)'s rule)
+        let edge_scores = pieces
+            .iter()
+            .zip(types.iter().zip(scores))
+            .map(|(p, (t, &s))| match t {
+                PieceType::UserDefined => 0.1f32 * (p.len() - 1) as f32,
+                _ => s,
+            })
+            .collect();
         Unigram {
             trie,
-            user_defined: types.iter().map(|t| *t == PieceType::UserDefined).collect(),
+            edge_scores,
             min_score,
             word_cut,
             joins,
             max_step,
-        }
-    }
-
-    /// A piece's score; user-defined pieces get 0.1 per byte after the first, which makes
-    /// them win over any split (sentencepiece(-lite)'s rule).
-    #[inline]
-    fn score(&self, sp: &SentencePiece, id: u32, len: usize) -> f32 {
-        if self.user_defined[id as usize] {
-            0.1f32 * (len - 1) as f32
-        } else {
-            sp.scores[id as usize]
         }
     }
 
@@ -191,7 +191,7 @@ impl Unigram {
             let Some(id) = self.trie.value(node) else {
                 continue;
             };
-            edge(start + k + 1, id, self.score(sp, id, k + 1));
+            edge(start + k + 1, id, self.edge_scores[id as usize]);
             has_char |= k + 1 == char_len;
         }
         if !has_char {
