@@ -4,7 +4,7 @@
 //! token with that id (an empty range marks an id that has no token, which `.tiktoken` files
 //! may leave).
 //!
-//! The reverse index (bytes -> id) is [`TokenMap`], an open-addressing table tuned for the
+//! The reverse index (bytes -> id) is `TokenMap`, an open-addressing table tuned for the
 //! encoder's hot loop: a token of up to 8 bytes is stored *inline* in its slot as a packed
 //! `u64`, so looking it up costs one multiply and, usually, one cache line, with no memcmp
 //! and no trip to the token buffer. A token of 9 to 16 bytes keeps its first 8 bytes in the

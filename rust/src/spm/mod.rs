@@ -287,7 +287,7 @@ pub enum Kind {
     Unigram,
 }
 
-/// Subword regularization for [`SentencePiece::encode_with`].
+/// Subword regularization for [`SentencePiece::encode_into`].
 #[derive(Clone, Copy, Debug)]
 pub enum Sampling {
     /// The best segmentation (what [`SentencePiece::encode`] gives).

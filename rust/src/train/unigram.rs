@@ -20,7 +20,7 @@
 //! count. Measured on the shared multi corpus (9.7 MB, 16k pieces, 2 cores), training went
 //! from 5.0 s to 2.5 s (sentencepiece's trainer: 6.4 s) with these steps:
 //! - the trie walk was most of the time: each word's lattice is now walked once, over a trie
-//!   of the seed built once, and then renumbered as pieces drop ([`Lattices`]) — 5.0 → 3.2 s;
+//!   of the seed built once, and then renumbered as pieces drop (`Lattices`) — 5.0 → 3.2 s;
 //! - a trie builder from sorted keys (`trie.rs`) instead of a map per node — seed trie
 //!   0.44 → 0.13 s;
 //! - forward-backward with one `exp` per node and pass, positions counted in characters.
