@@ -11,10 +11,10 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use super::normalizer::utf8_len;
 use super::proto::PieceType;
 use super::unigram::SplitMix64;
-use super::{Joins, SentencePiece, SpaceCuts, SPACE_CHAR};
+use super::{Joins, SentencePiece, SpaceCuts, WideJoins, SPACE_CHAR};
 use crate::bpe::cache::{with_cache, PieceCache};
 use crate::bpe::merge::PairMemo;
-use crate::bpe::table;
+use crate::bpe::table::{self, Found};
 use crate::cache::{Whole, WholeWords};
 use crate::charbpe::{keep_alive, scan_merges, SCAN_CAP};
 use crate::trie::Trie;
@@ -37,6 +37,8 @@ pub struct Bpe {
     /// Where words are cut further: no merge makes a symbol across ASCII characters that no
     /// piece holds side by side, so the parts merge (and are cached) alone.
     joins: Joins,
+    /// And where a new word is cut further, beside characters that are not ASCII.
+    wide: WideJoins,
     /// The model has UNUSED pieces: merged ones are split back the way the whole text's heap
     /// last proposed them, so only sentencepiece's own whole-text procedure is exact.
     has_unused: bool,
@@ -73,6 +75,7 @@ impl Bpe {
             })
         });
         let joins = Joins::new(index.keys().map(|p| &p[..]));
+        let wide = WideJoins::new(index.keys().filter_map(|p| std::str::from_utf8(p).ok()));
         let mut shadowed = FxHashSet::default();
         for (i, t) in types.iter().enumerate() {
             let reserved = matches!(t, PieceType::Control | PieceType::Unknown | PieceType::Byte);
@@ -93,6 +96,7 @@ impl Bpe {
         Bpe {
             split_words,
             joins,
+            wide,
             has_unused: types.contains(&PieceType::Unused),
             shadowed,
             bmp: bmp_ids(&pieces),
@@ -121,7 +125,8 @@ impl Bpe {
                     |g| (g.1, g.2),
                     out,
                     |cache, g, out| {
-                        self.encode_word(sp, &text[g.0.clone()], g.2, cache, &mut syms, out)
+                        let word = &text[g.0.clone()];
+                        self.encode_word(sp, word, g.2, cache, &mut syms, true, out)
                     },
                 );
                 group.clear();
@@ -144,7 +149,8 @@ impl Bpe {
     /// Appends the ids of one word (or part) that the piece table does not hold: a long one
     /// from the word cache (`hash`: its `hash_bytes`, or 0 if too long to be cached) if it is
     /// there; else a word that is a piece which merging gives back is that piece, with no
-    /// merge, and others merge.
+    /// merge, and others merge, cut first (if `cut`) where [`WideJoins`] allows.
+    #[allow(clippy::too_many_arguments)]
     fn encode_word(
         &self,
         sp: &SentencePiece,
@@ -152,6 +158,7 @@ impl Bpe {
         hash: u64,
         cache: &mut PieceCache,
         syms: &mut Vec<Sym>,
+        cut: bool,
         out: &mut Vec<u32>,
     ) {
         let long = word.len() > table::SHORT_MAX;
@@ -165,11 +172,82 @@ impl Bpe {
                 self.merge_word(sp, word, cache, syms, out);
                 self.whole.learn(id, out[at..] == [id]);
             }
+            Whole::No if cut => self.merge_parts(sp, word, cache, syms, out),
             Whole::No => self.merge_word(sp, word, cache, syms, out),
         }
         if long {
             // pieces too: a long word is then one probe of the cache, not two
             cache.put(word, hash, &out[at..]);
+        }
+    }
+
+    /// Appends the ids of a word that is not a piece, cut where no piece joins two characters
+    /// that are not both ASCII: no merge crosses there, so each part is merged alone, or found
+    /// in the caches.
+    fn merge_parts(
+        &self,
+        sp: &SentencePiece,
+        word: &[u8],
+        cache: &mut PieceCache,
+        syms: &mut Vec<Sym>,
+        out: &mut Vec<u32>,
+    ) {
+        // the parts' table lines (or word-cache slots) prefetched a group at a time
+        let mut group = [(0, 0, 0u128, 0u64); 16];
+        let (mut n, mut start) = (0, 0);
+        let mut add = |end: usize, cache: &mut PieceCache, out: &mut Vec<u32>| {
+            let part = &word[start..end];
+            let (key, hash) = if part.len() <= table::SHORT_MAX {
+                cache.table.start(part, 0, part.len())
+            } else {
+                (0, cache.prefetch_word(part))
+            };
+            group[n] = (start, end, key, hash);
+            (n, start) = (n + 1, end);
+            if n == group.len() || end == word.len() {
+                for &(s, e, key, hash) in &group[..n] {
+                    self.encode_part(sp, &word[s..e], key, hash, cache, syms, out);
+                }
+                n = 0;
+            }
+        };
+        let mut cuts = 0;
+        self.wide.cuts(word, |at| {
+            cuts += 1;
+            add(at, cache, out)
+        });
+        if cuts == 0 {
+            self.merge_word(sp, word, cache, syms, out);
+        } else {
+            add(word.len(), cache, out);
+        }
+    }
+
+    /// Appends the ids of a part of a word cut by [`Bpe::merge_parts`] (its table `key` and
+    /// `hash` from `PieceTable::start`, or key 0 and its word-cache hash), from the piece
+    /// table or the word cache when they hold it.
+    #[allow(clippy::too_many_arguments)]
+    fn encode_part(
+        &self,
+        sp: &SentencePiece,
+        part: &[u8],
+        key: u128,
+        hash: u64,
+        cache: &mut PieceCache,
+        syms: &mut Vec<Sym>,
+        out: &mut Vec<u32>,
+    ) {
+        if key == 0 {
+            return self.encode_word(sp, part, hash, cache, syms, false, out);
+        }
+        match cache.table.find(key, hash) {
+            Found::Inline(ids, n) => out.extend_from_slice(&ids[..n]),
+            Found::Spilled(ids) => out.extend_from_slice(ids),
+            Found::Missing => {
+                let at = out.len();
+                self.encode_word(sp, part, hash, cache, syms, false, out);
+                cache.table.insert(key, &out[at..]);
+            }
         }
     }
 

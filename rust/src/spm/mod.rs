@@ -77,6 +77,17 @@
 //!   tokens, 48 bytes) beside its key in the same per-thread table, instead of a word-cache
 //!   slot and then its values elsewhere. Unigram test model, Rust loop, MB/s cold / warm: en
 //!   56 / 68 -> 74 / 93, multi 51 / 78 -> 58 / 92.
+//! - BPE: a word met for the first time that is not a piece is cut further between two
+//!   characters, not both ASCII, that no piece holds side by side (`WideJoins`: a bitmap of
+//!   the characters that start or end such a pair, then a set of the pairs), and its parts
+//!   come from the piece table and the word cache like words. Cutting every word so was
+//!   dropped before (see above); asked only on a miss, it leaves the warm pass alone. On
+//!   multi's first pass it merges 1.5 MB of text instead of 4.3; Mistral, Rust loop, MB/s:
+//!   multi cold 43 -> 47, en and warm unchanged. A character's first symbol comes from a
+//!   table by code point, not a hash probe, and the scan merge keeps its pairs on the stack:
+//!   multi 37.5 -> 43, en 69 -> 74 before that. Tried and dropped: the same for Unigram
+//!   (a new word's entry joined from its parts' cached or solved ones): multi cold 58 -> 53,
+//!   the parts' lookups costing more than the Viterbi they save.
 //! - Tried and dropped: Unigram words looked up whole (one lookup for `▁word,` rather than
 //!   one per part, a new word joined from its parts' cached solutions): warm en +10%, but
 //!   cold en -20% (twice the entries, parts looked up without prefetch) and more replays
@@ -89,7 +100,7 @@ mod unigram;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::trie::Trie;
 use crate::{Error, Result};
@@ -241,6 +252,88 @@ fn chunk_masks(chunk: &[u8; 16], b: u8) -> (u16, u16) {
         hits |= ((c == b) as u16) << i;
     }
     (ascii, hits)
+}
+
+/// Which pairs of characters, not both ASCII, some piece holds side by side: the rest of the
+/// rule of [`Joins`], asked only of a word met for the first time. A new word of
+/// multilingual text is often a run of CJK characters that no piece joins, and its parts
+/// are characters and short pieces already known; cutting every word so (the parts of the
+/// scan) made the warm pass slower than it made the first one faster.
+pub(crate) struct WideJoins {
+    pairs: FxHashSet<u64>,
+    /// Per code point of the Basic Multilingual Plane, bit 0: the character starts some pair
+    /// of `pairs`; bit 1: it ends one. Most CJK characters do neither, and a cut beside them
+    /// needs no probe of the set.
+    sides: Box<[u8]>,
+}
+
+impl WideJoins {
+    pub(crate) fn new<'a>(pieces: impl Iterator<Item = &'a str>) -> Self {
+        let (mut pairs, mut sides) = (FxHashSet::default(), vec![0u8; 0x10000]);
+        for p in pieces {
+            let mut chars = p.chars();
+            let Some(mut prev) = chars.next() else {
+                continue;
+            };
+            for c in chars {
+                if !(prev.is_ascii() && c.is_ascii()) {
+                    pairs.insert(Self::key(prev as u32, c as u32));
+                    for (x, side) in [(prev, 1), (c, 2)] {
+                        if let Some(s) = sides.get_mut(x as usize) {
+                            *s |= side;
+                        }
+                    }
+                }
+                prev = c;
+            }
+        }
+        WideJoins {
+            pairs,
+            sides: sides.into_boxed_slice(),
+        }
+    }
+
+    fn key(a: u32, b: u32) -> u64 {
+        (a as u64) << 32 | b as u64
+    }
+
+    fn joined(&self, a: u32, b: u32) -> bool {
+        if a < 0x80 && b < 0x80 {
+            return true;
+        }
+        let side = |c: u32, bit: u8| self.sides.get(c as usize).is_none_or(|s| s & bit != 0);
+        side(a, 1) && side(b, 2) && self.pairs.contains(&Self::key(a, b))
+    }
+
+    /// Calls `cut(at)` at each place inside `word` (UTF-8, as every normalized text is) between
+    /// two characters, not both ASCII, that no piece holds side by side, in order.
+    pub(crate) fn cuts(&self, word: &[u8], mut cut: impl FnMut(usize)) {
+        if word.is_ascii() {
+            return;
+        }
+        let mut at = 0;
+        let mut prev = None;
+        while at < word.len() {
+            let (c, len) = decode(word, at);
+            if prev.is_some_and(|p| !self.joined(p, c)) {
+                cut(at);
+            }
+            prev = Some(c);
+            at += len;
+        }
+    }
+}
+
+/// The code point of the UTF-8 character at `word[at]` and its length (the bytes are not
+/// checked: a normalized text is UTF-8).
+#[inline]
+fn decode(word: &[u8], at: usize) -> (u32, usize) {
+    let len = normalizer::utf8_len(word[at]).min(word.len() - at);
+    let lead = word[at] as u32 & (0x7f >> (len - 1 + (len > 1) as usize));
+    let c = word[at + 1..at + len]
+        .iter()
+        .fold(lead, |c, &b| c << 6 | (b as u32 & 0x3f));
+    (c, len)
 }
 
 /// Where [`Joins::parts`] cuts before a `▁`, besides the cuts between ASCII characters.
@@ -749,6 +842,47 @@ mod tests {
             }
             let each: Vec<_> = each.into_iter().flat_map(|w| word_parts(&pieces, text, w)).collect();
             prop_assert_eq!(joins.parts(text, SpaceCuts::Each).collect::<Vec<_>>(), each);
+        }
+
+        /// `decode` reads the characters `chars` reads.
+        #[test]
+        fn decode_reads_chars(text in "\\PC{0,40}") {
+            let mut at = 0;
+            for c in text.chars() {
+                prop_assert_eq!(decode(text.as_bytes(), at), (c as u32, c.len_utf8()));
+                at += c.len_utf8();
+            }
+        }
+
+        /// The wide cuts are the places between two characters, not both ASCII, that no piece
+        /// holds side by side.
+        #[test]
+        fn wide_cuts_are_where_no_piece_joins(
+            chars in prop::collection::vec(
+                prop::sample::select(vec!["▁", "a", "b", "é", "中", "文", "😀", "\u{ffff}"]),
+                0..40,
+            ),
+            pieces in prop::collection::vec(
+                prop::collection::vec(prop::sample::select(vec!["▁", "a", "é", "中", "文", "😀"]), 1..4)
+                    .prop_map(|p| p.concat()),
+                0..12,
+            ),
+        ) {
+            let word = chars.concat();
+            let wide = WideJoins::new(pieces.iter().map(String::as_str));
+            let mut cuts = Vec::new();
+            wide.cuts(word.as_bytes(), |at| cuts.push(at));
+            let expected: Vec<usize> = word
+                .char_indices()
+                .zip(word.chars().skip(1))
+                .filter(|&((_, a), b)| {
+                    let pair = format!("{a}{b}");
+                    let joined = a.is_ascii() && b.is_ascii() || pieces.iter().any(|p| p.contains(&pair));
+                    !joined
+                })
+                .map(|((at, a), _)| at + a.len_utf8())
+                .collect();
+            prop_assert_eq!(cuts, expected);
         }
     }
 }
