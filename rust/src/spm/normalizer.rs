@@ -404,13 +404,10 @@ impl Normalizer {
         &self,
         mut input: &'a [u8],
         space: &[u8],
+        space_word: u32,
         out: &mut Vec<u8>,
         prev_space: &mut bool,
     ) -> &'a [u8] {
-        // the space's replacement as one little-endian word
-        let mut space_word = [0; 4];
-        space_word[..space.len()].copy_from_slice(space);
-        let space_word = u32::from_le_bytes(space_word);
         while let Some(block) = input.get(..BLOCK) {
             let printable = block
                 .iter()
@@ -468,10 +465,14 @@ impl Normalizer {
         if !self.treat_whitespace_as_suffix && self.add_dummy_prefix {
             out.extend_from_slice(space);
         }
+        // the space's replacement as one little-endian word, for `ascii_blocks` (made here:
+        // made at each call, from a copy of the bytes, it stalled every call on multilingual
+        // text, which makes one at each ASCII run)
+        let space_word = space.iter().rev().fold(0u32, |w, &b| w << 8 | b as u32);
         let mut prev_space = self.remove_extra_whitespaces;
         while !input.is_empty() {
             if self.ascii_blocks {
-                input = self.ascii_blocks(input, space, out, &mut prev_space);
+                input = self.ascii_blocks(input, space, space_word, out, &mut prev_space);
                 if input.is_empty() {
                     break;
                 }
