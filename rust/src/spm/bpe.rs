@@ -11,7 +11,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use super::normalizer::utf8_len;
 use super::proto::PieceType;
 use super::unigram::SplitMix64;
-use super::{Joins, SentencePiece, SpaceCuts, WideJoins, SPACE_CHAR};
+use super::{decode, Joins, SentencePiece, SpaceCuts, WideJoins, SPACE_CHAR};
 use crate::bpe::cache::{with_cache, PieceCache};
 use crate::bpe::merge::PairMemo;
 use crate::bpe::table::{self, Found};
@@ -316,19 +316,12 @@ impl Bpe {
                 Some((len, _)) => (len, true),
                 None => (utf8_len(rest[0]).min(rest.len()), false),
             };
-            let id = match (frozen, &rest[..len]) {
-                // (a lead byte that does not match the length: only at the end of a text
-                // that is not UTF-8, which a normalized one always is)
-                (false, &[a]) if a < 0x80 => self.bmp[a as usize],
-                (false, &[a, b]) if a < 0xe0 => {
-                    self.bmp[(a as usize & 0x1f) << 6 | (b as usize & 0x3f)]
-                }
-                (false, &[a, b, c]) if a < 0xf0 => {
-                    let c =
-                        (a as usize & 0x0f) << 12 | (b as usize & 0x3f) << 6 | c as usize & 0x3f;
-                    self.bmp[c]
-                }
-                (_, piece) => self.piece_id(piece),
+            let id = if frozen {
+                self.piece_id(&rest[..len])
+            } else {
+                // one character: by code point, when that is in the table
+                let (c, _) = decode(rest, 0);
+                (self.bmp.get(c as usize).copied()).unwrap_or_else(|| self.piece_id(&rest[..len]))
             };
             syms.push(Sym {
                 start: at as u32,
