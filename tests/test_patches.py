@@ -266,6 +266,18 @@ def test_vq_encode_matches_brute_force(chunk_size):
     np.testing.assert_array_equal(vq.encode(codebook), np.arange(64))
 
 
+def test_vq_far_from_the_origin_keeps_float32_precision():
+    # codes around 100 (as in an image's pixel space), 0.1 apart: the expanded distance
+    # ‖x‖² - 2 x·c + ‖c‖² about the origin loses their difference in float32
+    rng = np.random.default_rng(7)
+    codebook = (100 + 0.1 * rng.standard_normal((32, 64))).astype(np.float32)
+    x = (100 + 0.1 * rng.standard_normal((200, 64))).astype(np.float32)
+    ids, dist = VectorQuantizer(codebook).encode(x, return_distances=True)
+    want_ids, want_dist = brute_force(x, codebook)
+    np.testing.assert_array_equal(ids, want_ids)
+    np.testing.assert_allclose(dist, want_dist, rtol=1e-4)
+
+
 def test_vq_ties_go_to_the_lowest_id():
     codebook = np.array([[5, 5], [1, 0], [0, 1], [1, 0], [-1, 0]], dtype=np.float32)
     vq = VectorQuantizer(codebook)

@@ -316,6 +316,18 @@ def test_sampling_is_reproducible_and_valid():
     assert len(bpe.encode("abc", alpha=1.0, seed=0)) == len(bpe.normalize("abc"))
 
 
+def test_sampling_and_thread_arguments_are_checked():
+    ours, _ = load(UNIGRAM)
+    for alpha in (-0.5, 1e7, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="alpha must be a number from 0 to 1e6"):
+            ours.encode("hi", alpha=alpha)
+    with pytest.raises(ValueError, match="nbest_size"):
+        ours.encode("hi", alpha=0.5, nbest_size=2**31)
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="num_threads"):
+            ours.encode_batch(["hi"], num_threads=bad)
+
+
 def test_sampling_frequencies_follow_the_lattice():
     # with nbest_size=-1, a segmentation's frequency follows exp(alpha * score) over all of them
     ours, _ = load(UNIGRAM)

@@ -354,6 +354,22 @@ def test_settings_return_modified_copies():
     assert enc.tokens == ["[PAD]", "[PAD]", "[PAD]", "[CLS]", "hi", "[SEP]"]
 
 
+def test_edge_arguments_are_checked():
+    tok = ours(plain=True)
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="num_threads"):
+            tok.encode_batch(["a b"], num_threads=bad)
+    # a fixed-width batch of ids too large for int8: refused, not wrapped
+    with pytest.raises(ValueError, match="does not fit in int8"):
+        tok.enable_padding(length=8).encode_batch(["hello world", "hi there"]).arrays(dtype=np.int8)
+    with pytest.raises(ValueError, match="pad_id"):
+        tok.enable_padding(pad_id=2**40)
+    # padding positions are the pad token even when the pad id is no vocabulary id
+    enc = tok.enable_padding(length=5, pad_id=10**6).encode("hi")
+    assert enc.tokens == ["[CLS]", "hi", "[SEP]", "[PAD]", "[PAD]"]
+    assert repr(tok) == f"<Tokenizer WordPiece vocab_size={tok.vocab_size}>"
+
+
 def test_encoded_fields():
     enc = ours(plain=True).encode("Hello, tokenization world!", "Second")
     assert enc.ids.dtype == np.uint32
@@ -444,6 +460,18 @@ def test_unknown_model_is_named():
     data = json.loads(FIXTURE_JSON.read_text(encoding="utf-8"))
     data["model"]["type"] = "WordLevel"
     with pytest.raises(ValueError, match=r"model.*WordLevel"):
+        ferrotok.Tokenizer.from_str(json.dumps(data))
+
+
+@pytest.mark.parametrize("where", ["model", "added"])
+def test_ids_far_past_the_vocabulary_are_refused(where):
+    # a table by id would take gigabytes: refused at load, naming the id
+    data = json.loads(FIXTURE_JSON.read_text(encoding="utf-8"))
+    if where == "model":
+        data["model"]["vocab"]["hello"] = 4294967294
+    else:
+        data["added_tokens"][4]["id"] = 4294967294
+    with pytest.raises(ValueError, match=r"4294967294 is far past"):
         ferrotok.Tokenizer.from_str(json.dumps(data))
 
 

@@ -204,10 +204,7 @@ class TokenBatch:
             kept = self._ids[_gather_positions(self._offsets[:-1], lengths)]
         else:
             kept = self._ids
-        if kept.size and not np.can_cast(kept.dtype, out_dtype):
-            lo, hi = int(kept.min()), int(kept.max())
-            if lo < info.min or hi > info.max:
-                raise ValueError(f"token id {hi if hi > info.max else lo} does not fit in {out_dtype}")
+        _check_fits(kept, out_dtype)
         cols = np.arange(width, dtype=np.int64)
         if side == "right":
             mask = cols < lengths[:, None]
@@ -249,9 +246,8 @@ class TokenBatch:
         else:
             np_dtype = np.dtype(dtype)
         if not padded:
-            if np_dtype.kind not in "iu":
-                raise TypeError(f"dtype must be an integer type, got {np_dtype}")
-            return torch.from_numpy(self._ids.astype(np_dtype)), torch.from_numpy(self._offsets)
+            ids = self._ids.astype(_check_fits(self._ids, np_dtype))  # a copy, as documented
+            return torch.from_numpy(ids), torch.from_numpy(self._offsets)
         ids, mask = self.padded(
             max_length,
             pad_id=pad_id,
@@ -289,11 +285,34 @@ def _int_array(obj: Any, what: str) -> npt.NDArray[Any]:
     arr = np.asarray(obj)
     if arr.size == 0 and arr.dtype.kind not in "iu":
         return np.empty(arr.shape, dtype=np.int64)
+    if arr.dtype == object and all(isinstance(x, int) for x in arr.flat):
+        # Python ints too large for any integer dtype: name one, as decode() does
+        far = next(x for x in arr.flat if not -(2**63) <= x < 2**64)
+        raise ValueError(f"token id {far} is not in the vocabulary")
     if arr.dtype.kind not in "iu":
         raise TypeError(f"{what} must be integers, got an array of dtype {arr.dtype}")
-    if arr.dtype == np.uint64 and arr.size and arr.max() > np.iinfo(np.int64).max:
-        raise ValueError(f"token id {int(arr.max())} is not in the vocabulary")
     return arr
+
+
+def _as_int64(ids: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
+    """``ids`` as contiguous ``int64``; a ``uint64`` id past its range is named, not wrapped.
+    (Checked on the ids that are kept: masked-out padding may hold anything.)"""
+    if ids.dtype == np.uint64 and ids.size and ids.max() > np.iinfo(np.int64).max:
+        raise ValueError(f"token id {int(ids.max())} is not in the vocabulary")
+    return np.ascontiguousarray(ids, dtype=np.int64)
+
+
+def _check_fits(ids: npt.NDArray[Any], dtype: npt.DTypeLike) -> np.dtype[Any]:
+    """The integer ``dtype``, once every id is known to fit in it (a cast must not wrap)."""
+    out = np.dtype(dtype)
+    if out.kind not in "iu":
+        raise TypeError(f"dtype must be an integer type, got {out}")
+    if ids.size and not np.can_cast(ids.dtype, out):
+        info = np.iinfo(out)
+        lo, hi = int(ids.min()), int(ids.max())
+        if lo < info.min or hi > info.max:
+            raise ValueError(f"token id {hi if hi > info.max else lo} does not fit in {out}")
+    return out
 
 
 def as_ragged(batch: Any, attention_mask: Any = None) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
@@ -308,7 +327,7 @@ def as_ragged(batch: Any, attention_mask: Any = None) -> tuple[npt.NDArray[np.in
     if isinstance(batch, TokenBatch):
         if attention_mask is not None:
             raise ValueError("attention_mask applies to a 2-D array of ids, not to a TokenBatch")
-        return batch.ids.astype(np.int64, copy=False), batch.offsets
+        return _as_int64(batch.ids), batch.offsets
     if isinstance(batch, np.ndarray) and batch.dtype == object and batch.ndim == 1 and attention_mask is None:
         batch = list(batch)  # an array of rows
     elif _is_torch(batch) or isinstance(batch, np.ndarray) or attention_mask is not None:
@@ -332,7 +351,7 @@ def as_ragged(batch: Any, attention_mask: Any = None) -> tuple[npt.NDArray[np.in
             ids = arr[keep]
             offsets = np.zeros(n + 1, dtype=np.int64)
             np.cumsum(keep.sum(axis=1), out=offsets[1:])
-        return np.ascontiguousarray(ids, dtype=np.int64), offsets
+        return _as_int64(ids), offsets
     if isinstance(batch, (str, bytes)):
         raise TypeError("decode_batch() expects a batch of token ids, not a str or bytes")
     rows = []
@@ -343,7 +362,7 @@ def as_ragged(batch: Any, attention_mask: Any = None) -> tuple[npt.NDArray[np.in
         rows.append(arr)
     offsets = np.zeros(len(rows) + 1, dtype=np.int64)
     np.cumsum(np.array([len(r) for r in rows], dtype=np.int64), out=offsets[1:])
-    ids = np.concatenate(rows).astype(np.int64, copy=False) if rows else np.empty(0, dtype=np.int64)
+    ids = _as_int64(np.concatenate(rows)) if rows else np.empty(0, dtype=np.int64)
     return ids, offsets
 
 
@@ -469,7 +488,7 @@ class EncodingBatch(TokenBatch):
             width = int(lengths[0])
 
             def grid(flat: npt.NDArray[Any]) -> npt.NDArray[Any]:
-                return flat.reshape(n, width).astype(dtype, copy=False)
+                return flat.reshape(n, width).astype(_check_fits(flat, dtype), copy=False)
 
         else:
 

@@ -221,7 +221,11 @@ class Embedding:
         path = os.fspath(path)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"no safetensors file at {path!r}")
-        with safe_open(path, framework="numpy") as f:
+        try:
+            opened = safe_open(path, framework="numpy")
+        except Exception as exc:  # safetensors' own error type: a bad header, a truncated file
+            raise ValueError(f"{path!r} is not a valid safetensors file: {exc}") from exc
+        with opened as f:
             names = list(f.keys())
             if name not in names:
                 import difflib  # only for this message: its import costs a millisecond
@@ -239,7 +243,12 @@ class Embedding:
                     f"tensor {name!r} in {path!r} has shape {tuple(shape)}; an embedding table must be "
                     "2-D (num_embeddings, embedding_dim)"
                 )
-            table = f.get_tensor(name)
+            if f.get_slice(name).get_dtype() == "BF16":
+                _bfloat16()  # numpy reads bfloat16 only once ml_dtypes has registered it
+            try:
+                table = f.get_tensor(name)
+            except Exception as exc:
+                raise ValueError(f"tensor {name!r} in {path!r} cannot be read: {exc}") from exc
         return cls(table, dtype=dtype, padding_idx=padding_idx, out_dtype=out_dtype)
 
     # -- properties ---------------------------------------------------------------------------

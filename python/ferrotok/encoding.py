@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import _thread
+import operator
 import os
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, Literal
@@ -88,7 +89,7 @@ class Encoding:
         >>> enc = Encoding.from_tiktoken("my.tiktoken", pattern="cl100k_base",
         ...                              special_tokens={"<|endoftext|>": 100257})  # doctest: +SKIP
         """
-        specials = list((special_tokens or {}).items())
+        specials = _special_pairs(special_tokens)
         core = _core.CoreBPE.from_tiktoken(os.fspath(path), _pattern_of(pattern), specials)
         return cls(core, name if name is not None else os.path.basename(os.fspath(path)))
 
@@ -105,9 +106,7 @@ class Encoding:
         >>> enc = Encoding.from_file("tokenizer.json")  # doctest: +SKIP
         """
         origin = os.fspath(path)
-        with open(origin, encoding="utf-8") as f:
-            text = f.read()
-        core = _core.CoreBPE.from_json(text, origin)
+        core = _core.CoreBPE.from_json(_read_text(origin), origin)
         return cls(core, name if name is not None else os.path.basename(origin))
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -244,10 +243,10 @@ class Encoding:
 
         Returns a :class:`TokenBatch`: one flat ``uint32`` id array plus ``int64`` offsets,
         with ``batch[i]`` the ids of ``texts[i]`` (a view) and ``batch.padded()`` for 2-D
-        model input. ``num_threads`` (default: every core) is capped by the environment
-        variable ``FERROTOK_NUM_THREADS``; a batch of under 32 KB of text is encoded on the
-        calling thread (handing it to others would cost more). Ids equal ``encode`` on each
-        text.
+        model input. ``num_threads`` (default: every core) is capped by the number of
+        cores and the environment variable ``FERROTOK_NUM_THREADS``; a batch of under 32 KB
+        of text is encoded on the calling thread (handing it to others would cost more). Ids
+        equal ``encode`` on each text.
 
         >>> batch = get_encoding("o200k_base").encode_batch(["hello world", "hi"])
         >>> batch[0].tolist(), batch.lengths.tolist()
@@ -277,8 +276,12 @@ class Encoding:
         return [b.decode("utf-8", errors=errors) for b in self._core.decode_ragged(ids, offsets)]
 
     def split(self, text: str) -> list[str]:
-        """The pieces that the split pattern cuts ``text`` into (before merging)."""
-        return self._core.split(text)
+        """The pieces that the split pattern cuts ``text`` into (before merging); lone
+        surrogates are repaired first, as :meth:`encode` does."""
+        try:
+            return self._core.split(text)
+        except UnicodeEncodeError:
+            return self._core.split(_repair_surrogates(text))
 
     # -- decoding -----------------------------------------------------------------------------
 
@@ -300,7 +303,7 @@ class Encoding:
 
     def decode_single_token_bytes(self, token: int) -> bytes:
         """The bytes of one token. An unknown id raises ``ValueError`` naming it."""
-        token = int(token)
+        token = operator.index(token)  # an int (numpy's too), not "5" or 1.7
         if not 0 <= token < 2**63:
             raise ValueError(f"token id {token} is not in the vocabulary")
         return self._core.token_bytes(token)
@@ -312,10 +315,18 @@ class Encoding:
     def encode_single_token(self, text_or_bytes: str | bytes) -> int:
         """The id of the single token with exactly this text (a special token or a mergeable one)."""
         if isinstance(text_or_bytes, str):
-            if text_or_bytes in self._special:
-                return self._special[text_or_bytes]
-            text_or_bytes = text_or_bytes.encode("utf-8")
-        token = self._core.token_id(bytes(text_or_bytes))
+            data = text_or_bytes.encode("utf-8", "surrogatepass")
+        elif isinstance(text_or_bytes, (bytes, bytearray, memoryview)):
+            data = bytes(text_or_bytes)
+        else:
+            raise TypeError(f"expected str or bytes, got {type(text_or_bytes).__name__}")
+        token = self._core.token_id(data)
+        if token is None:
+            # as tiktoken: a special token by its text, given as str or as UTF-8 bytes
+            try:
+                token = self._special.get(data.decode("utf-8"))
+            except UnicodeDecodeError:
+                pass
         if token is None:
             raise KeyError(text_or_bytes)
         return token
@@ -324,6 +335,32 @@ class Encoding:
 def _pattern_of(pattern: str) -> str:
     """``pattern``, or the split pattern of the embedded encoding it names."""
     return get_encoding(pattern).pattern if pattern in _core.embedded_encodings() else pattern
+
+
+def _special_pairs(special_tokens: Mapping[str, int] | None) -> list[tuple[str, int]]:
+    """``(text, id)`` of each special token, checked: errors name the token."""
+    pairs = []
+    for text, token in (special_tokens or {}).items():
+        if not isinstance(text, str):
+            raise TypeError(f"special token {text!r} must be a str")
+        if isinstance(token, bool) or not isinstance(token, (int, np.integer)):
+            raise TypeError(f"special token {text!r}: id must be an int, got {type(token).__name__}")
+        if not 0 <= token < 2**32 - 1:
+            raise ValueError(f"special token {text!r}: id {token} is not in [0, 2**32 - 1)")
+        pairs.append((text, int(token)))
+    return pairs
+
+
+def _read_text(path: str) -> str:
+    """The UTF-8 text of the file at ``path``; a ``ValueError`` naming it if it is not text."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); is it the right kind of file?"
+        ) from None
 
 
 def _check_threads(num_threads: int | None) -> None:

@@ -363,7 +363,7 @@ class VectorQuantizer:
     ([1, 0], [[1.0, 1.0], [0.0, 0.0]])
     """
 
-    __slots__ = ("_sqnorm", "codebook")
+    __slots__ = ("_center", "_centered", "_sqnorm", "codebook")
 
     def __init__(self, codebook: Any) -> None:
         cb = _to_numpy(codebook)
@@ -373,7 +373,12 @@ class VectorQuantizer:
             raise TypeError(f"codebook must be a float array, got dtype {cb.dtype}")
         dtype = np.float64 if cb.dtype == np.float64 else np.float32
         self.codebook: npt.NDArray[Any] = np.ascontiguousarray(cb, dtype=dtype)
-        self._sqnorm = np.einsum("kd,kd->k", self.codebook, self.codebook)
+        # Distances are taken about the codebook's mean: far from the origin, ‖x‖² and 2 x·c
+        # are large and nearly cancel, and float32 would lose the difference between codes.
+        # Rounded to an integer, so that integer data stays exact (and equal distances equal).
+        self._center = np.round(self.codebook.mean(axis=0))
+        self._centered = self.codebook - self._center
+        self._sqnorm = np.einsum("kd,kd->k", self._centered, self._centered)
 
     @property
     def num_codes(self) -> int:
@@ -403,17 +408,18 @@ class VectorQuantizer:
             raise ValueError(f"chunk_size must be > 0, got {step}")
         ids = np.empty(n, dtype=np.int64)
         dist = np.empty(n, dtype=self.codebook.dtype) if return_distances else None
-        cbt = self.codebook.T
+        cbt = self._centered.T
         for a in range(0, n, step):
             xs = flat[a : a + step].astype(self.codebook.dtype, copy=False)
-            d = xs @ cbt  # (chunk, K)
+            d = (xs - self._center) @ cbt  # (chunk, K)
             d *= -2
             d += self._sqnorm  # ‖c‖² - 2 x·c; ‖x‖² is the same for every code
             best = np.argmin(d, axis=1)  # the first minimum: the lowest id
             ids[a : a + len(xs)] = best
             if dist is not None:
-                sq = np.einsum("nd,nd->n", xs, xs)
-                dist[a : a + len(xs)] = np.maximum(d[np.arange(len(xs)), best] + sq, 0)
+                # from the differences themselves: exact to the dtype's precision
+                diff = xs - self.codebook[best]
+                dist[a : a + len(xs)] = np.einsum("nd,nd->n", diff, diff)
         if dist is not None:
             return ids.reshape(lead), dist.reshape(lead)
         return ids.reshape(lead)

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import itertools
+import operator
 import os
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -21,7 +22,7 @@ import numpy.typing as npt
 
 from . import _core
 from .batch import TokenBatch, as_ragged
-from .encoding import IdsLike, _as_ids
+from .encoding import IdsLike, _as_ids, _check_threads
 from .tokenizer import _check_str
 
 __all__ = ["SentencePiece"]
@@ -192,8 +193,8 @@ class SentencePiece:
         [1, 22557, 2]
         """
         _check_str(text, "text")
-        alpha, seed = _sampling(alpha, seed)
-        return self._core.encode(text, bool(add_bos), bool(add_eos), alpha, int(nbest_size), seed)
+        alpha, seed, nbest_size = _sampling(alpha, seed, nbest_size)
+        return self._core.encode(text, bool(add_bos), bool(add_eos), alpha, nbest_size, seed)
 
     def encode_as_pieces(self, text: str, **options: Any) -> list[str]:
         """The pieces of ``text`` (``encode``'s options apply)."""
@@ -211,8 +212,8 @@ class SentencePiece:
         nbest_size: int = -1,
         seed: int | None = None,
     ) -> TokenBatch:
-        """Encodes many texts on a thread pool (all cores, or ``num_threads``, capped by
-        ``FERROTOK_NUM_THREADS``; under 32 KB of text, the calling thread) into a
+        """Encodes many texts on a thread pool (all cores, or ``num_threads``, capped by the
+        cores and ``FERROTOK_NUM_THREADS``; under 32 KB of text, the calling thread) into a
         :class:`TokenBatch` (ragged; ``.padded()`` for 2-D ids and an attention mask). When
         sampling, text ``i`` uses the seed ``seed + i``.
 
@@ -221,9 +222,10 @@ class SentencePiece:
         """
         if isinstance(texts, (str, bytes)):
             raise TypeError("texts must be an iterable of str, not a single str or bytes")
-        alpha, seed = _sampling(alpha, seed)
+        _check_threads(num_threads)
+        alpha, seed, nbest_size = _sampling(alpha, seed, nbest_size)
         ids, offsets = self._core.encode_batch(
-            texts, bool(add_bos), bool(add_eos), num_threads, alpha, int(nbest_size), seed
+            texts, bool(add_bos), bool(add_eos), num_threads, alpha, nbest_size, seed
         )
         return TokenBatch(ids, offsets)
 
@@ -266,13 +268,16 @@ def _or_minus_one(value: int | None) -> int:
     return -1 if value is None else value
 
 
-def _sampling(alpha: float | None, seed: int | None) -> tuple[float | None, int]:
+def _sampling(alpha: float | None, seed: int | None, nbest_size: int) -> tuple[float | None, int, int]:
     if alpha is not None:
         alpha = float(alpha)
-        if not alpha >= 0.0 or alpha == float("inf"):
-            raise ValueError(f"alpha must be a finite number >= 0, got {alpha}")
+        if not 0.0 <= alpha <= 1e6:
+            raise ValueError(f"alpha must be a number from 0 to 1e6, got {alpha}")
+    nbest_size = operator.index(nbest_size)
+    if not -(2**31) <= nbest_size < 2**31:
+        raise ValueError(f"nbest_size must fit in 32 bits (-1: all segmentations), got {nbest_size}")
     if seed is None:
         seed = int.from_bytes(os.urandom(8), "little")
     elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
         raise ValueError(f"seed must be an int in [0, 2**64), got {seed!r}")
-    return alpha, int(seed)
+    return alpha, int(seed), nbest_size

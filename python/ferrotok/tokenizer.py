@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from . import _core
 from .batch import EncodingBatch
-from .encoding import IdsLike, _as_ids
+from .encoding import IdsLike, _as_ids, _check_threads, _read_text
 
 __all__ = ["Encoded", "Tokenizer"]
 
@@ -139,8 +139,7 @@ class Tokenizer:
         >>> tok = Tokenizer.from_file("bert-base-uncased/tokenizer.json")  # doctest: +SKIP
         """
         origin = os.fspath(path)
-        with open(origin, encoding="utf-8") as f:
-            text = f.read()
+        text = _read_text(origin)
         return cls(_core.CoreTokenizer.from_json(text, origin), ("json", text, origin))
 
     @classmethod
@@ -188,9 +187,7 @@ class Tokenizer:
             max_input_chars_per_word=max_input_chars_per_word,
         )
         origin = os.fspath(path)
-        with open(origin, encoding="utf-8") as f:
-            text = f.read()
-        return cls._from_vocab_text(text, origin, options)
+        return cls._from_vocab_text(_read_text(origin), origin, options)
 
     @classmethod
     def _from_vocab_text(cls, text: str, origin: str, options: dict[str, Any]) -> Tokenizer:
@@ -216,7 +213,7 @@ class Tokenizer:
         return (_rebuild, (self._source, self.truncation, self.padding))
 
     def __repr__(self) -> str:
-        return f"<Tokenizer WordPiece vocab_size={self.vocab_size}>"
+        return f"<Tokenizer {self._core.model_type} vocab_size={self.vocab_size}>"
 
     # -- settings: modified copies --------------------------------------------------------------
 
@@ -295,8 +292,8 @@ class Tokenizer:
                 length,
                 direction,
                 pad_to_multiple_of,
-                _non_negative(pad_id, "pad_id"),
-                _non_negative(pad_type_id, "pad_type_id"),
+                _non_negative(pad_id, "pad_id", below=2**32),
+                _non_negative(pad_type_id, "pad_type_id", below=2**32),
                 pad_token,
             )
         )
@@ -351,9 +348,11 @@ class Tokenizer:
         table = self._id_table()
         pad = self._core.padding
         pad_token = pad[5] if pad is not None else "[PAD]"
+        n = len(table)
+        # padding first: the pad id need not be in the vocabulary
         return [
-            t if m else pad_token
-            for t, m in zip((table[i] or "" for i in ids.tolist()), attention_mask.tolist(), strict=True)
+            pad_token if not m else (table[i] or "") if i < n else ""
+            for i, m in zip(ids.tolist(), attention_mask.tolist(), strict=True)
         ]
 
     # -- encoding -------------------------------------------------------------------------------
@@ -379,18 +378,19 @@ class Tokenizer:
         num_threads: int | None = None,
     ) -> EncodingBatch:
         """Encodes many texts, or ``(text, text_pair)`` tuples, on a thread pool (all cores, or
-        ``num_threads``, capped by ``FERROTOK_NUM_THREADS``). Padding, when enabled, applies to
+        ``num_threads``, capped by the cores and ``FERROTOK_NUM_THREADS``). Padding, when enabled, applies to
         the batch as in HF (to the longest row, or to the fixed length).
 
         Returns an :class:`EncodingBatch`: ragged flat arrays with row offsets, and 2-D arrays
         through :meth:`EncodingBatch.arrays`.
 
-        >>> batch = tok.encode_batch(["hello world", ("a question", "a context")])  # doctest: +SKIP
+        >>> batch = tok.encode_batch([("a question", "a context"), ("another", "one")])  # doctest: +SKIP
         >>> batch.arrays()["input_ids"].shape  # doctest: +SKIP
         (2, 128)
         """
         if isinstance(inputs, (str, bytes)):
             raise TypeError("inputs must be an iterable of str or (str, str) tuples, not a single str")
+        _check_threads(num_threads)
         texts: list[str] = []
         pairs: list[str] = []
         kinds = set()
@@ -486,9 +486,9 @@ def _check_str(value: Any, what: str) -> None:
         raise TypeError(f"{what} must be a str, got {type(value).__name__}")
 
 
-def _non_negative(value: Any, what: str) -> int:
+def _non_negative(value: Any, what: str, below: int = 2**63) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{what} must be an int, got {type(value).__name__}")
-    if value < 0:
-        raise ValueError(f"{what} must be >= 0, got {value}")
+    if not 0 <= value < below:
+        raise ValueError(f"{what} must be >= 0 and < {below}, got {value}")
     return int(value)

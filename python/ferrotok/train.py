@@ -110,7 +110,7 @@ def train_bpe(
     GPT-2's order, so Hugging Face's ``BpeTrainer`` breaks ties the same way). The result
     saves with :meth:`Encoding.save` (tokenizer.json) and :meth:`Encoding.save_tiktoken`.
 
-    ``num_threads`` (default: every core, capped by ``FERROTOK_NUM_THREADS``) counts the pieces
+    ``num_threads`` (default: every core, capped by the cores and ``FERROTOK_NUM_THREADS``) counts the pieces
     in parallel; the merges run on one thread. ``progress``: ``True`` prints to stderr; a
     callable gets ``(stage, done, total)``.
 
@@ -294,7 +294,7 @@ def train_unigram(
     normalizes by collapsing spaces only (SentencePiece's ``identity`` rule). ``data``,
     ``files``, ``num_threads`` and ``progress`` are as for :func:`train_bpe`.
 
-    >>> sp = train_unigram(["the cat sat on the mat"] * 50, 20, progress=False)  # doctest: +SKIP
+    >>> sp = train_unigram(["the cat sat on the mat"] * 50, 16, progress=False)  # doctest: +SKIP
     >>> sp.encode_as_pieces("the cat")  # doctest: +SKIP
     ['▁the', '▁cat']
     """

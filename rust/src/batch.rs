@@ -45,8 +45,9 @@ pub struct Ragged {
     pub offsets: Vec<i64>,
 }
 
-/// The number of threads a batch call uses: `requested` (or all cores), capped by
-/// `FERROTOK_NUM_THREADS` when it is set.
+/// The number of threads a batch call uses: `requested` (or all cores), capped by the number
+/// of cores and by `FERROTOK_NUM_THREADS` when it is set. (More threads than cores would not
+/// go faster, and each distinct count keeps a pool of its own for the life of the process.)
 pub fn thread_count(requested: Option<usize>) -> usize {
     // Asked once per process: on Linux the answer reads cgroup files, tens of µs a call.
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
@@ -55,7 +56,7 @@ pub fn thread_count(requested: Option<usize>) -> usize {
         .ok()
         .and_then(|v| v.trim().parse::<usize>().ok())
         .filter(|&n| n > 0);
-    let n = requested.filter(|&n| n > 0).unwrap_or(cores);
+    let n = requested.filter(|&n| n > 0).map_or(cores, |n| n.min(cores));
     cap.map_or(n, |c| n.min(c)).max(1)
 }
 
@@ -556,8 +557,10 @@ mod tests {
     }
 
     #[test]
-    fn thread_count_is_capped_by_the_environment() {
-        assert!(thread_count(None) >= 1);
-        assert_eq!(thread_count(Some(3)).min(3), thread_count(Some(3)));
+    fn thread_count_is_capped_by_the_cores_and_the_environment() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert!((1..=cores).contains(&thread_count(None)));
+        assert!(thread_count(Some(3)) <= 3.min(cores));
+        assert!(thread_count(Some(1 << 20)) <= cores);
     }
 }

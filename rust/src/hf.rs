@@ -20,6 +20,7 @@ use crate::pipeline::{
     Truncation, TruncationStrategy, WordPieceModel,
 };
 use crate::spm::CharsMap;
+use crate::vocab::check_id_span;
 
 fn read(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).map_err(|source| Error::Io {
@@ -111,6 +112,9 @@ pub fn from_json(text: &str, origin: &str) -> Result<Pipeline> {
         )?),
     };
     let added = parse_added(field("added_tokens"), origin)?;
+    let tokens = model.tokens().len() + added.len();
+    check_id_span(added.iter().map(|a| a.id), tokens, "added token id")
+        .map_err(|far| Error::invalid(origin, far.to_string()))?;
     let template = parse_post(field("post_processor"), &model, &added, origin)?;
     let decoder = parse_decoder(field("decoder"), origin)?;
     let settings = Settings {
@@ -451,7 +455,7 @@ fn parse_bpe(v: &Value, pre: &Value, origin: &str) -> Result<CharBpe> {
 }
 
 fn vocab_pairs(vocab: &Map<String, Value>, origin: &str) -> Result<Vec<(String, u32)>> {
-    vocab
+    let pairs: Vec<(String, u32)> = vocab
         .iter()
         .map(|(t, id)| {
             id.as_u64()
@@ -461,7 +465,10 @@ fn vocab_pairs(vocab: &Map<String, Value>, origin: &str) -> Result<Vec<(String, 
                     Error::invalid(origin, format!("vocabulary id of {t:?} is not a u32: {id}"))
                 })
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    check_id_span(pairs.iter().map(|p| p.1), pairs.len(), "vocabulary id")
+        .map_err(|far| Error::invalid(origin, far.to_string()))?;
+    Ok(pairs)
 }
 
 fn parse_added(v: &Value, origin: &str) -> Result<Vec<AddedToken>> {

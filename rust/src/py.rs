@@ -755,7 +755,7 @@ fn sampling(alpha: Option<f32>, nbest_size: i32, seed: u64) -> PyResult<spm::Sam
         None => spm::Sampling::None,
         Some(a) if !(0.0..=1e6).contains(&a) => {
             return Err(PyValueError::new_err(format!(
-                "alpha must be a finite number >= 0, got {a}"
+                "alpha must be a number from 0 to 1e6, got {a}"
             )))
         }
         Some(alpha) => spm::Sampling::Sample {

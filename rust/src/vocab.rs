@@ -63,6 +63,48 @@ pub fn gpt2_byte_chars() -> [char; 256] {
     table
 }
 
+/// How far past the number of tokens ids may reach. Tables by id (this vocabulary's, the
+/// decoders', `Tokenizer.tokens`) take memory for every id below the largest, so a file whose
+/// ids leave huge gaps is refused at load rather than asking for gigabytes.
+pub fn max_id_span(tokens: usize) -> usize {
+    2 * tokens + (1 << 16)
+}
+
+/// An id past [`max_id_span`] of the tokens it came with.
+#[derive(Debug)]
+pub struct IdTooFar {
+    pub id: Rank,
+    pub tokens: usize,
+    what: &'static str,
+}
+
+impl std::fmt::Display for IdTooFar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} is far past the {} tokens: ids must count up from 0 with few gaps \
+             (at most {} here)",
+            self.what,
+            self.id,
+            self.tokens,
+            max_id_span(self.tokens) - 1
+        )
+    }
+}
+
+/// Checks that `ids`, of `tokens` tokens, stay below [`max_id_span`]; `what` names an id in
+/// the error ("id", "rank").
+pub fn check_id_span(
+    ids: impl Iterator<Item = Rank>,
+    tokens: usize,
+    what: &'static str,
+) -> Result<(), IdTooFar> {
+    match ids.max() {
+        Some(id) if id as usize >= max_id_span(tokens) => Err(IdTooFar { id, tokens, what }),
+        _ => Ok(()),
+    }
+}
+
 /// Token id <-> bytes tables. Immutable once built.
 #[derive(Clone)]
 pub struct Vocab {
@@ -95,6 +137,8 @@ impl Vocab {
     }
 
     fn build(pairs: Vec<(Vec<u8>, Rank)>, origin: &str, byte_level: bool) -> Result<Self> {
+        check_id_span(pairs.iter().map(|p| p.1), pairs.len(), "id")
+            .map_err(|far| Error::invalid(origin, far.to_string()))?;
         let n_ids = pairs
             .iter()
             .map(|&(_, r)| r as usize + 1)
@@ -227,6 +271,14 @@ impl Vocab {
         }
         if pairs.is_empty() {
             return Err(Error::invalid(origin, "no tokens".into()));
+        }
+        if let Err(far) = check_id_span(pairs.iter().map(|p| p.1), pairs.len(), "rank") {
+            let line = rank_line[&far.id];
+            return Err(Error::Parse {
+                origin: origin.to_string(),
+                line,
+                msg: far.to_string(),
+            });
         }
         Self::from_pairs(pairs, origin)
     }

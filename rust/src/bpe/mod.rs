@@ -200,6 +200,12 @@ impl Bpe {
                 ));
             }
         }
+        crate::vocab::check_id_span(
+            specials.iter().map(|s| s.1),
+            vocab.len() + specials.len(),
+            "special token id",
+        )
+        .map_err(|far| Error::invalid(origin, far.to_string()))?;
         let specials = SpecialTokens::new(specials, origin)?;
         let n_vocab = vocab
             .n_ids()
