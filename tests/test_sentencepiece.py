@@ -407,6 +407,20 @@ def test_bad_files(tmp_path):
     proto.normalizer_spec.precompiled_charsmap = b"\xff\xff\xff\x00abc"
     with pytest.raises(ValueError, match="precompiled_charsmap"):
         ferrotok.SentencePiece.from_bytes(proto.SerializeToString())
+    # replacements that are not UTF-8 would cut characters in the normalized text
+    proto = proto_of(UNIGRAM)
+    blob = proto.normalizer_spec.precompiled_charsmap
+    size = int.from_bytes(blob[:4], "little")
+    proto.normalizer_spec.precompiled_charsmap = blob[: 4 + size] + bytes(
+        0xFF if 0x61 <= b <= 0x7A else b for b in blob[4 + size :]
+    )
+    with pytest.raises(ValueError, match="precompiled_charsmap: a replacement is not UTF-8"):
+        ferrotok.SentencePiece.from_bytes(proto.SerializeToString())
+    for score in (float("nan"), float("inf")):
+        proto = proto_of(UNIGRAM)
+        proto.pieces[7].score = score
+        with pytest.raises(ValueError, match=r"piece 7 .* has score"):
+            ferrotok.SentencePiece.from_bytes(proto.SerializeToString())
     ours, _ = load(UNIGRAM)
     with pytest.raises(ValueError, match="token id 99999"):
         ours.decode([1, 99999])

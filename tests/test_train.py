@@ -138,6 +138,23 @@ def test_save_and_load_tokenizer_json(trained, tmp_path):
     assert hf.encode("a<|pad|>").ids[-1] == 1199
 
 
+def test_tokenizer_json_whose_merges_miss_tokens_is_refused(trained, tmp_path):
+    # ranked by id, ferrotok would merge a token that no merge of the file makes (HF would
+    # not): a different answer, so the file is refused, as is one without merges
+    path = tmp_path / "tokenizer.json"
+    trained.save(path)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    merges = data["model"]["merges"]
+    data["model"]["merges"] = merges[: len(merges) // 3]
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"no merge makes token \d+"):
+        ferrotok.Encoding.from_file(path)
+    del data["model"]["merges"]
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(ValueError, match="merges must be a list"):
+        ferrotok.Encoding.from_file(path)
+
+
 def test_save_and_load_tiktoken(trained, tmp_path):
     path = tmp_path / "trained.tiktoken"
     trained.save_tiktoken(path)

@@ -364,6 +364,8 @@ def test_edge_arguments_are_checked():
         tok.enable_padding(length=8).encode_batch(["hello world", "hi there"]).arrays(dtype=np.int8)
     with pytest.raises(ValueError, match="pad_id"):
         tok.enable_padding(pad_id=2**40)
+    with pytest.raises(ValueError, match="padding length"):
+        tok.enable_padding(length=2**40)
     # padding positions are the pad token even when the pad id is no vocabulary id
     enc = tok.enable_padding(length=5, pad_id=10**6).encode("hi")
     assert enc.tokens == ["[CLS]", "hi", "[SEP]", "[PAD]", "[PAD]"]
@@ -472,6 +474,25 @@ def test_ids_far_past_the_vocabulary_are_refused(where):
     else:
         data["added_tokens"][4]["id"] = 4294967294
     with pytest.raises(ValueError, match=r"4294967294 is far past"):
+        ferrotok.Tokenizer.from_str(json.dumps(data))
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        # a padded row is memory: an absurd length fails at load, not at the first encode
+        (lambda d: d["padding"].update(strategy={"Fixed": 10**15}), "padding length"),
+        (lambda d: d["padding"].update(pad_to_multiple_of=10**15), "padding pad_to_multiple_of"),
+        # template ids are u32s, not wrapped or dropped
+        (lambda d: d["post_processor"]["special_tokens"]["[CLS]"].update(ids=[2**32 + 101]), "not a u32"),
+        (lambda d: d["post_processor"]["special_tokens"]["[CLS]"].update(ids=["101"]), "not a u32"),
+        (lambda d: d["post_processor"]["single"][1]["Sequence"].update(id="C"), "not A or B"),
+    ],
+)
+def test_bad_settings_are_refused_at_load(edit, message):
+    data = json.loads(FIXTURE_JSON.read_text(encoding="utf-8"))
+    edit(data)
+    with pytest.raises(ValueError, match=message):
         ferrotok.Tokenizer.from_str(json.dumps(data))
 
 

@@ -458,12 +458,10 @@ fn vocab_pairs(vocab: &Map<String, Value>, origin: &str) -> Result<Vec<(String, 
     let pairs: Vec<(String, u32)> = vocab
         .iter()
         .map(|(t, id)| {
-            id.as_u64()
-                .and_then(|i| u32::try_from(i).ok())
-                .map(|i| (t.clone(), i))
-                .ok_or_else(|| {
-                    Error::invalid(origin, format!("vocabulary id of {t:?} is not a u32: {id}"))
-                })
+            Ok((
+                t.clone(),
+                token_id(id, origin, &format!("vocabulary token {t:?}"))?,
+            ))
         })
         .collect::<Result<_>>()?;
     check_id_span(pairs.iter().map(|p| p.1), pairs.len(), "vocabulary id")
@@ -513,6 +511,13 @@ fn parse_added(v: &Value, origin: &str) -> Result<Vec<AddedToken>> {
     Ok(out)
 }
 
+/// A token id in a JSON value: an integer below 2^32 (`what` names where, in the error).
+fn token_id(v: &Value, origin: &str, what: &str) -> Result<u32> {
+    v.as_u64()
+        .and_then(|i| u32::try_from(i).ok())
+        .ok_or_else(|| Error::invalid(origin, format!("{what}: id {v} is not a u32")))
+}
+
 fn special_id(
     name: &str,
     model: &Model,
@@ -542,7 +547,10 @@ fn parse_post(
                     Error::invalid(origin, format!("BertProcessing.{key} must be [token, id]"))
                 })?;
                 let name = p.first().and_then(Value::as_str).unwrap_or_default();
-                let id = p.get(1).and_then(Value::as_u64).map(|i| i as u32);
+                let id = p
+                    .get(1)
+                    .map(|i| token_id(i, origin, &format!("BertProcessing.{key}")))
+                    .transpose()?;
                 special_id(name, model, added, origin, id)
             };
             Ok(Some(Template::bert(pair_of("cls")?, pair_of("sep")?)))
@@ -557,6 +565,12 @@ fn parse_post(
                     .map(|p| {
                         if let Some(s) = p.get("Sequence") {
                             let id = get_str(s, "id", origin)?.unwrap_or("A");
+                            if id != "A" && id != "B" {
+                                return Err(Error::invalid(
+                                    origin,
+                                    format!("TemplateProcessing sequence {id:?} is not A or B"),
+                                ));
+                            }
                             Ok(Piece::Sequence {
                                 b: id == "B",
                                 type_id: get_u32(s, "type_id", origin)?.unwrap_or(0),
@@ -564,16 +578,17 @@ fn parse_post(
                         } else if let Some(s) = p.get("SpecialToken") {
                             let name = get_str(s, "id", origin)?.unwrap_or_default();
                             let ids = match specials.and_then(|m| m.get(name)) {
-                                Some(st) => st
-                                    .get("ids")
-                                    .and_then(Value::as_array)
-                                    .map(|a| {
-                                        a.iter()
-                                            .filter_map(Value::as_u64)
-                                            .map(|i| i as u32)
-                                            .collect()
-                                    })
-                                    .unwrap_or_default(),
+                                Some(st) => {
+                                    let what = format!("TemplateProcessing special token {name:?}");
+                                    st.get("ids")
+                                        .and_then(Value::as_array)
+                                        .ok_or_else(|| {
+                                            Error::invalid(origin, format!("{what} has no ids"))
+                                        })?
+                                        .iter()
+                                        .map(|i| token_id(i, origin, &what))
+                                        .collect::<Result<_>>()?
+                                }
                                 None => vec![special_id(name, model, added, origin, None)?],
                             };
                             Ok(Piece::Special {
@@ -706,7 +721,7 @@ fn parse_padding(v: &Value, origin: &str) -> Result<Option<Padding>> {
             }
         },
     };
-    Ok(Some(Padding {
+    let padding = Padding {
         length,
         left: direction_left(v, origin, "padding")?,
         pad_to_multiple_of: get_usize(v, "pad_to_multiple_of", origin)?,
@@ -715,7 +730,9 @@ fn parse_padding(v: &Value, origin: &str) -> Result<Option<Padding>> {
         pad_token: get_str(v, "pad_token", origin)?
             .unwrap_or("[PAD]")
             .to_string(),
-    }))
+    };
+    padding.check().map_err(|msg| Error::invalid(origin, msg))?;
+    Ok(Some(padding))
 }
 
 /// Options of a BERT tokenizer built from `vocab.txt`, as HF's `BertWordPieceTokenizer`.

@@ -189,7 +189,9 @@ pub fn from_json(text: &str, origin: &str) -> Result<Bpe> {
     let mut specials: Vec<(String, Rank)> = Vec::new();
     for (i, t) in field("added_tokens")
         .as_array()
-        .map_or(&[][..], Vec::as_slice)
+        .map(Vec::as_slice)
+        .or_else(|| field("added_tokens").is_null().then_some(&[][..]))
+        .ok_or_else(|| Error::invalid(origin, "added_tokens must be a list".into()))?
         .iter()
         .enumerate()
     {
@@ -248,7 +250,8 @@ pub fn from_json(text: &str, origin: &str) -> Result<Bpe> {
     let merges = model
         .get("merges")
         .and_then(Value::as_array)
-        .map_or(&[][..], Vec::as_slice);
+        .ok_or_else(|| Error::invalid(origin, "model.merges must be a list".into()))?;
+    let mut made = vec![false; vocab.n_ids()];
     let mut last = 0;
     for (i, m) in merges.iter().enumerate() {
         let (l, r) = match m {
@@ -286,6 +289,22 @@ pub fn from_json(text: &str, origin: &str) -> Result<Bpe> {
             ));
         }
         last = rank;
+        made[rank as usize] = true;
+    }
+    // Ranked by id, a token that no merge makes would still be merged here, where Hugging
+    // Face never makes it: the ids would differ, so such a file is refused.
+    if let Some((id, token)) = vocab
+        .iter()
+        .find(|&(id, t)| t.len() > 1 && !made[id as usize])
+    {
+        return Err(Error::invalid(
+            origin,
+            format!(
+                "no merge makes token {id} ({:?}); ferrotok ranks tokens by id, so every token \
+                 of two bytes or more needs a merge",
+                String::from_utf8_lossy(token)
+            ),
+        ));
     }
     Bpe::new(vocab, &pattern, specials, origin)
 }

@@ -107,7 +107,6 @@ impl MetaspaceSplitter {
                     let matches: Vec<_> = re
                         .find_iter(&buf.word)
                         .map_while(|m| m.ok())
-                        .filter(|m| !m.range().is_empty())
                         .map(|m| (m.start(), m.end()))
                         .collect();
                     replace(buf, &matches, to);
@@ -216,8 +215,9 @@ impl MetaspaceSplitter {
     }
 }
 
+/// Whether `b` continues a UTF-8 character (no character starts at it).
 #[inline]
-fn is_continuation(b: u8) -> bool {
+pub(crate) fn is_continuation(b: u8) -> bool {
     b & 0xC0 == 0x80
 }
 
@@ -234,8 +234,8 @@ fn prepend(buf: &mut WordBuf, s: &str) {
 /// HF's `NormalizedString::replace`: each match (byte range, in order, disjoint) becomes
 /// `to`, whose characters all take the alignment of the match's last byte.
 fn replace(buf: &mut WordBuf, matches: &[(usize, usize)], to: &str) {
-    if matches.is_empty() {
-        return;
+    if matches.is_empty() || buf.word.is_empty() {
+        return; // (HF inserts nothing into empty text either)
     }
     let old = std::mem::take(buf);
     let mut last = 0;
@@ -243,8 +243,12 @@ fn replace(buf: &mut WordBuf, matches: &[(usize, usize)], to: &str) {
         buf.word.push_str(&old.word[last..s]);
         buf.align.extend_from_slice(&old.align[last..s]);
         buf.word.push_str(to);
-        buf.align
-            .extend(std::iter::repeat_n(old.align[e - 1], to.len()));
+        // An empty match (a regex such as `(?=a)`) inserts `to`, aligned as HF aligns an
+        // insertion: to the character before it; at the start to the one after (where HF
+        // gives the empty span (0, 0), which a per-byte character index cannot say).
+        let at = if e > s { e - 1 } else { s.saturating_sub(1) };
+        let align = old.align.get(at).copied().unwrap_or_default();
+        buf.align.extend(std::iter::repeat_n(align, to.len()));
         last = e;
     }
     buf.word.push_str(&old.word[last..]);

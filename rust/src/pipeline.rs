@@ -539,6 +539,28 @@ pub struct Padding {
     pub pad_token: String,
 }
 
+impl Padding {
+    /// The longest a row may be padded to (16M tokens, past any model's context): each padded
+    /// row is memory, so a length of 10^15 in a file must fail at load, not at the first encode.
+    pub const MAX_LENGTH: usize = 1 << 24;
+
+    /// Refuses a fixed length or a multiple beyond [`Padding::MAX_LENGTH`].
+    pub fn check(&self) -> std::result::Result<(), String> {
+        for (what, n) in [
+            ("length", self.length),
+            ("pad_to_multiple_of", self.pad_to_multiple_of),
+        ] {
+            if let Some(n) = n.filter(|&n| n > Self::MAX_LENGTH) {
+                return Err(format!(
+                    "padding {what} {n} is more than {} tokens",
+                    Self::MAX_LENGTH
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The truncation and padding in force: the file's, or those a caller set.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Settings {

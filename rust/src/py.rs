@@ -546,14 +546,16 @@ impl PyTokenizer {
     ) -> PyResult<Self> {
         let mut settings = self.settings.clone();
         settings.padding = if enable {
-            Some(Padding {
+            let padding = Padding {
                 length,
                 left: side(direction)?,
                 pad_to_multiple_of,
                 pad_id,
                 pad_type_id,
                 pad_token,
-            })
+            };
+            padding.check().map_err(PyValueError::new_err)?;
+            Some(padding)
         } else {
             None
         };

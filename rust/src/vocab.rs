@@ -315,6 +315,10 @@ impl Vocab {
             .split_first_chunk::<4>()
             .ok_or_else(|| bad("truncated header"))?;
         let n_ids = u32::from_le_bytes(*n) as usize;
+        if n_ids > rest.len() {
+            // each id has a length of one byte at least: the count is corrupt, not an allocation
+            return Err(bad("more ids than bytes"));
+        }
         let mut starts = Vec::with_capacity(n_ids + 1);
         let mut total = 0u32;
         for _ in 0..n_ids {
@@ -798,6 +802,27 @@ mod tests {
         let w = Vocab::from_compact(&v.to_compact(), "c").unwrap();
         assert_eq!(v.iter().collect::<Vec<_>>(), w.iter().collect::<Vec<_>>());
         assert!(Vocab::from_compact(&v.to_compact()[..40], "c").is_err());
+        // a count of 4 billion ids in a header of a few bytes: an error, not a 16 GB allocation
+        let mut huge = v.to_compact();
+        let at = COMPACT_MAGIC.len();
+        huge[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        let err = Vocab::from_compact(&huge, "c").unwrap_err().to_string();
+        assert!(err.contains("more ids than bytes"), "{err}");
+    }
+
+    #[test]
+    fn ids_far_past_the_tokens_are_refused() {
+        let mut pairs: Vec<(Vec<u8>, Rank)> = (0..=255u8).map(|b| (vec![b], b as Rank)).collect();
+        pairs.push((b"ab".to_vec(), max_id_span(257) as Rank));
+        let err = Vocab::from_pairs(pairs.clone(), "v")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is far past the 257 tokens"), "{err}");
+        pairs.last_mut().unwrap().1 -= 1; // the last id allowed
+        assert_eq!(
+            Vocab::from_pairs(pairs, "v").unwrap().n_ids(),
+            max_id_span(257)
+        );
     }
 
     #[test]

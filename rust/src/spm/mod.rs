@@ -448,6 +448,13 @@ impl SentencePiece {
             if piece.is_empty() {
                 return Err(bad(format!("piece {i} is empty")));
             }
+            if !p.score().is_finite() {
+                // NaN would make every comparison of scores false: no order to merge or solve by
+                return Err(bad(format!(
+                    "piece {i} ({piece:?}) has score {}",
+                    p.score()
+                )));
+            }
             let normal = matches!(
                 kind,
                 PieceType::Normal | PieceType::UserDefined | PieceType::Unused

@@ -3,6 +3,7 @@
 //! semantics of `normalizer.cc` (so ids match the sentencepiece library byte for byte).
 
 use super::proto::NormalizerSpec;
+use crate::metaspace::is_continuation;
 use crate::trie::Trie;
 use crate::{Error, Result};
 
@@ -104,6 +105,14 @@ impl CharsMap {
         if size > blob.len() - 4 || size % 4 != 0 {
             return Err(bad("the trie size exceeds the blob"));
         }
+        // Whole strings of UTF-8 (NUL, their separator, is ASCII): the normalized text of any
+        // `str` stays UTF-8, as the models' segmentation needs.
+        if let Err(e) = std::str::from_utf8(&blob[4 + size..]) {
+            return Err(bad(&format!(
+                "a replacement is not UTF-8 (byte {} of the replacements)",
+                e.valid_up_to()
+            )));
+        }
         let units = blob[4..4 + size]
             .chunks_exact(4)
             .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
@@ -121,9 +130,13 @@ impl CharsMap {
         Ok(map)
     }
 
-    /// The NUL-terminated replacement at `offset`, or `None` when a corrupt map points outside.
+    /// The NUL-terminated replacement at `offset`, or `None` when a corrupt map points outside
+    /// or into the middle of a character.
     fn replacement(&self, offset: u32) -> Option<&[u8]> {
         let rest = self.replacements.get(offset as usize..)?;
+        if rest.first().is_some_and(|&b| is_continuation(b)) {
+            return None;
+        }
         let end = memchr::memchr(0, rest)?;
         Some(&rest[..end])
     }
@@ -133,6 +146,9 @@ impl CharsMap {
     #[inline]
     fn longest(&self, input: &[u8]) -> Option<(usize, &[u8])> {
         let (len, v) = self.trie.longest_prefix(input)?;
+        if input.get(len).is_some_and(|&b| is_continuation(b)) {
+            return None; // a corrupt rule that would cut a character: no rule
+        }
         Some((len, self.replacement(v)?))
     }
 
