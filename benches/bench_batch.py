@@ -3,6 +3,7 @@
     python benches/bench_batch.py                         # shared corpora, three encodings
     python benches/bench_batch.py --encodings o200k_base --corpora en --markdown
     python benches/bench_batch.py --warm                  # report warm passes instead of first ones
+    python benches/bench_batch.py --settled               # first passes in a process past its first batch
 
 All the documents of a corpus are one batch. Each (library, threads, encoding, corpus) runs in
 a fresh process, not pinned (batches are multi-threaded):
@@ -19,7 +20,12 @@ a fresh process, not pinned (batches are multi-threaded):
 - MB/s: MB = 10**6 UTF-8 bytes; by default the first pass in the process (caches cold; a
   stream of new text), with --warm the best of --repeat further passes; each configuration
   runs in --runs fresh processes (3) and the median is shown (a pass takes a tenth of a
-  second, and one run alone swings by half on a shared machine).
+  second, and one run alone swings by half on a shared machine). With --settled, the first
+  pass of a second instance (empty caches), after a pass of another: a fresh process's first
+  batch also pays for its threads and for mapping fresh memory (with two threads, a sixth of
+  the time on English), which a running pipeline's next batch of new text does not. Workers run
+  with OPENBLAS_NUM_THREADS=1: numpy's BLAS threads spin at startup and took a third of the
+  CPU from every library's first pass.
 - ragged MB: ``ids.nbytes + offsets.nbytes`` of ferrotok's result; ideal MB: 4 bytes a token
   plus 8 a text. mem MB: peak RSS during the passes minus RSS before the library was
   imported (corpus already loaded), ferrotok 2T and tiktoken 2T; the result's size included.
@@ -105,12 +111,17 @@ def _digest(rows: Any) -> str:
 
 
 def build_batch_encoder(
-    lib: str, threads: int | None, encoding: str, vocab_dir: Path
+    lib: str, threads: int | None, encoding: str, vocab_dir: Path, fresh: bool = False
 ) -> Callable[[list[str]], Any]:
+    """The library's batch encoder; ``fresh``: a new instance even where the library keeps one
+    per encoding (every call builds a new one for the peers)."""
     if lib == "ferrotok":
         import ferrotok
+        from ferrotok.encoding import _from_compact
 
         enc = ferrotok.get_encoding(encoding)
+        if fresh:  # a second instance: its own, empty per-thread caches
+            enc = _from_compact(encoding, enc._core.to_compact(), enc.pattern, enc.special_tokens)
         return lambda docs: enc.encode_batch(docs, num_threads=threads, disallowed_special=())
     import peers
 
@@ -155,6 +166,15 @@ def worker_throughput(spec: dict[str, Any]) -> None:
     base_kb = _status_kb("VmRSS")
     try:
         encode = build_batch_encoder(spec["lib"], spec["threads"], spec["encoding"], Path(spec["vocab_dir"]))
+        if spec["settled"]:
+            # One pass of another instance first: the process has made its threads, mapped
+            # and freed its buffers, as a process does after its first batches; the instance
+            # timed below still meets every piece for the first time.
+            encode(docs)
+            gc.collect()
+            encode = build_batch_encoder(
+                spec["lib"], spec["threads"], spec["encoding"], Path(spec["vocab_dir"]), fresh=True
+            )
     except Exception as exc:
         _emit({"unavailable": f"{type(exc).__name__}: {exc}"})
         return
@@ -231,7 +251,10 @@ def run_workers(
     spec: dict[str, Any], timeout: float, copies: int = 1
 ) -> list[tuple[dict[str, Any], str | None]]:
     """Runs `copies` worker processes of `spec` at the same time; each one's result and problem."""
-    env = {**os.environ, "RUST_BACKTRACE": "0"}
+    # numpy's OpenBLAS starts a thread per core at import, and in a fresh process they spin
+    # waiting for work for a while: a third of the CPU time of a first pass went to them,
+    # taken from every library's threads alike. No library here calls BLAS.
+    env = {**os.environ, "RUST_BACKTRACE": "0", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
     for var in ("TOKENIZERS_PARALLELISM", "RAYON_NUM_THREADS", "FERROTOK_NUM_THREADS"):
         env.pop(var, None)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)]
@@ -275,6 +298,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="fresh processes per configuration; the median is shown (default 3)",
     )
     p.add_argument("--warm", action="store_true", help="report the best warm pass instead of the first")
+    p.add_argument(
+        "--settled",
+        action="store_true",
+        help="first pass of a fresh instance in a process that has encoded the corpus once with another",
+    )
     p.add_argument("--markdown", action="store_true", help="print the table as markdown")
     p.add_argument("--timeout", type=float, default=600, help="seconds per worker process (default 600)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
@@ -380,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
                     "path": str(path),
                     "vocab_dir": str(args.vocab_dir),
                     "repeat": args.repeat,
+                    "settled": args.settled,
                 }
                 runs = []
                 for _ in range(args.runs):
@@ -488,7 +517,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     out.append("Versions: " + ", ".join(f"{lib} {v}" for lib, v in versions.items()))
     out.append(
-        (f"Best of {args.repeat} warm passes" if args.warm else "First pass in a fresh process")
+        (
+            f"Best of {args.repeat} warm passes"
+            if args.warm
+            else "First pass of a fresh instance in a settled process (see --settled)"
+            if args.settled
+            else "First pass in a fresh process"
+        )
         + f"; all documents of a corpus in one batch call; the median of {args.runs} runs.\n"
     )
     out.append(fmt_table(headers, rows, md))

@@ -179,7 +179,10 @@ where
                 // counted as finished even if `encode` panics, so that `wait` returns and the
                 // scope passes the panic on
                 let _finished = Finished(feed);
-                let mut mine = Arena::new(bytes / threads);
+                // Room for twice a fair share: a worker that takes more texts (it steals when
+                // the others are slow) must not outgrow its buffer, which costs a copy into
+                // fresh memory, faults and all. Pages never written cost nothing.
+                let mut mine = Arena::new((2 * bytes / threads).min(bytes));
                 while let Some((i, text)) = feed.take(worker) {
                     let placed = mine.encode(i, text, encode);
                     mine.texts.push((i, placed));
