@@ -285,9 +285,9 @@ def _int_array(obj: Any, what: str) -> npt.NDArray[Any]:
     arr = np.asarray(obj)
     if arr.size == 0 and arr.dtype.kind not in "iu":
         return np.empty(arr.shape, dtype=np.int64)
-    if arr.dtype == object and all(isinstance(x, int) for x in arr.flat):
-        # Python ints too large for any integer dtype: name one, as decode() does
-        far = next(x for x in arr.flat if not -(2**63) <= x < 2**64)
+    if arr.dtype == object and arr.size and all(isinstance(x, int) for x in arr.flat):
+        # ints too large for any integer dtype (2**64): name one, as decode() does
+        far = next(x for x in arr.flat if not 0 <= x < 2**63)
         raise ValueError(f"token id {far} is not in the vocabulary")
     if arr.dtype.kind not in "iu":
         raise TypeError(f"{what} must be integers, got an array of dtype {arr.dtype}")
