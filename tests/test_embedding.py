@@ -297,6 +297,13 @@ def test_from_safetensors(tmp_path):
         Embedding.from_safetensors(path, "embed_tokens")
     with pytest.raises(ValueError, match=r"'lm_head\.bias'.*shape \(30,\).*2-D"):
         Embedding.from_safetensors(path, "lm_head.bias")
+    save_file(
+        {"empty": np.zeros((0, 4), np.float32), "flags": np.ones((3, 4), bool)},
+        str(tmp_path / "odd.safetensors"),
+    )
+    for name in ("empty", "flags"):
+        with pytest.raises((ValueError, TypeError), match=rf"'{name}' in .*odd\.safetensors"):
+            Embedding.from_safetensors(tmp_path / "odd.safetensors", name)
     garbage = tmp_path / "garbage.safetensors"
     garbage.write_bytes(b"\xff" * 64)
     with pytest.raises(ValueError, match=r"garbage\.safetensors.*not a valid safetensors file"):

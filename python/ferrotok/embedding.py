@@ -249,7 +249,10 @@ class Embedding:
                 table = f.get_tensor(name)
             except Exception as exc:
                 raise ValueError(f"tensor {name!r} in {path!r} cannot be read: {exc}") from exc
-        return cls(table, dtype=dtype, padding_idx=padding_idx, out_dtype=out_dtype)
+        try:
+            return cls(table, dtype=dtype, padding_idx=padding_idx, out_dtype=out_dtype)
+        except (ValueError, TypeError) as exc:  # an empty or non-float table: say which
+            raise type(exc)(f"tensor {name!r} in {path!r}: {exc}") from exc
 
     # -- properties ---------------------------------------------------------------------------
 
