@@ -569,6 +569,9 @@ def test_decode_batch_names_ids_past_every_integer_type():
     enc = ferrotok.get_encoding("gpt2")
     with pytest.raises(ValueError, match=str(2**64)):
         enc.decode_batch([[1], [2**64]])
+    for rows in ([[1], [2**63]], [[1, 2**63]]):  # not wrapped through a float or an int64
+        with pytest.raises(ValueError, match=str(2**63)):
+            enc.decode_batch(rows)
     with pytest.raises(ValueError, match=str(2**63)):  # not wrapped to a negative id
         enc.decode_batch(TokenBatch(np.array([2**63], np.uint64), [0, 1]))
     # masked-out padding may hold anything, as it may in int64

@@ -155,6 +155,16 @@ def test_tokenizer_json_whose_merges_miss_tokens_is_refused(trained, tmp_path):
         ferrotok.Encoding.from_file(path)
 
 
+def test_tokenizer_json_with_a_bad_split_regex_names_the_file(trained, tmp_path):
+    path = tmp_path / "tokenizer.json"
+    trained.save(path)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = "(("
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(ValueError, match=re.escape(str(path)) + ": invalid split pattern"):
+        ferrotok.Encoding.from_file(path)
+
+
 def test_save_and_load_tiktoken(trained, tmp_path):
     path = tmp_path / "trained.tiktoken"
     trained.save_tiktoken(path)

@@ -285,6 +285,8 @@ def _int_array(obj: Any, what: str) -> npt.NDArray[Any]:
     arr = np.asarray(obj)
     if arr.size == 0 and arr.dtype.kind not in "iu":
         return np.empty(arr.shape, dtype=np.int64)
+    if arr.dtype.kind == "f" and isinstance(obj, (list, tuple)):
+        arr = np.asarray(obj, dtype=object)  # ints that numpy made floats: 1 beside 2**63
     if arr.dtype == object and arr.size and all(isinstance(x, int) for x in arr.flat):
         # ints too large for any integer dtype (2**64): name one, as decode() does
         far = next(x for x in arr.flat if not 0 <= x < 2**63)
@@ -359,7 +361,7 @@ def as_ragged(batch: Any, attention_mask: Any = None) -> tuple[npt.NDArray[np.in
         arr = _int_array(row, f"row {i}")
         if arr.ndim != 1:
             raise ValueError(f"row {i} must be 1-D, got shape {arr.shape}")
-        rows.append(arr)
+        rows.append(_as_int64(arr))  # before joining: int64 and uint64 rows would join as floats
     offsets = np.zeros(len(rows) + 1, dtype=np.int64)
     np.cumsum(np.array([len(r) for r in rows], dtype=np.int64), out=offsets[1:])
     ids = _as_int64(np.concatenate(rows)) if rows else np.empty(0, dtype=np.int64)

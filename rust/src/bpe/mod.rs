@@ -212,7 +212,9 @@ impl Bpe {
             .max(specials.max_id().map_or(0, |m| m as usize + 1));
         Ok(Bpe {
             vocab,
-            pretok: Pretokenizer::new(pattern)?,
+            // the pattern may come from a file (a tokenizer.json's Split): name it
+            pretok: Pretokenizer::new(pattern)
+                .map_err(|e| Error::invalid(origin, e.to_string()))?,
             specials,
             n_vocab,
             id: crate::cache::new_owner(),
