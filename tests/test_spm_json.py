@@ -227,6 +227,16 @@ def test_replace_regex_with_empty_matches_inserts_like_hf(regex):
         assert ours.encode(doc).ids.tolist() == theirs.encode(doc).ids, doc[:40]
 
 
+def test_replace_regex_that_gives_up_is_an_error():
+    # past fancy-regex's backtracking limit: an error, not a text left half replaced
+    d = json.loads(variant(SMALL, "always"))
+    d["normalizer"] = {"type": "Replace", "pattern": {"Regex": r"(a|aa)+\1b"}, "content": "▁"}
+    tok = ferrotok.Tokenizer.from_str(json.dumps(d, ensure_ascii=False))
+    assert tok.encode("aab").ids.tolist() == tokenizers.Tokenizer.from_str(json.dumps(d)).encode("aab").ids
+    with pytest.raises(ValueError, match=r"Replace .*backtracking"):
+        tok.encode("a" * 60)
+
+
 @pytest.mark.parametrize("name", VARIANTS)
 def test_fixture_corpus_matches(name):
     check(SMALL, name, TRICKY + fixture_corpus())

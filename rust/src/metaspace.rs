@@ -70,7 +70,7 @@ impl MetaspaceSplitter {
     /// Calls `on_word` with each word of `text` (a section whose first character is original
     /// character `char_base`), its bytes aligned to original characters; returns the number of
     /// characters of `text`.
-    pub fn split<E>(
+    pub fn split<E: From<crate::Error>>(
         &self,
         text: &str,
         char_base: u32,
@@ -103,12 +103,19 @@ impl MetaspaceSplitter {
                     replace(buf, &matches, to);
                 }
                 Step::Replace(Pattern::Regex(re), to) => {
-                    // a regex that fails on this text (backtrack limit) leaves it unchanged
-                    let matches: Vec<_> = re
-                        .find_iter(&buf.word)
-                        .map_while(|m| m.ok())
-                        .map(|m| (m.start(), m.end()))
-                        .collect();
+                    let mut matches = Vec::new();
+                    for m in re.find_iter(&buf.word) {
+                        // the engine gave up (backtrack limit): an error, not a text half
+                        // replaced
+                        let m = m.map_err(|e| {
+                            let after = matches.last().map_or(0, |&(_, end)| end);
+                            E::from(crate::Error::Invalid {
+                                origin: format!("normalizer Replace {:?}", re.as_str()),
+                                msg: format!("{e} (after byte {after} of a word)"),
+                            })
+                        })?;
+                        matches.push((m.start(), m.end()));
+                    }
                     replace(buf, &matches, to);
                 }
                 Step::Strip { left, right } => strip(buf, *left, *right),

@@ -225,7 +225,7 @@ pub enum Splitter {
 
 impl Splitter {
     #[inline]
-    fn split<E>(
+    fn split<E: From<crate::Error>>(
         &self,
         text: &str,
         char_base: u32,
